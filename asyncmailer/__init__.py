@@ -1,0 +1,54 @@
+"""asyncmailer: asyncio-native mail transports with precise sending limits.
+
+Compose a message once, send it through Amazon SES (aiobotocore, v1 or v2), SMTP, memory or
+files, at an exact rate and with bounded concurrency::
+
+    import asyncmailer
+
+    async with asyncmailer.SESTransport(sending_rate=14) as ses:
+        await ses.send_mail(from_="shop@example.com", to="ada@example.com",
+                            subject="Hello", text="Hi Ada")
+"""
+
+from __future__ import annotations
+
+from asyncmailer import errors
+from asyncmailer.address import Address, Group
+from asyncmailer.limits import LocalRateLimiter, RateLimiter
+from asyncmailer.message import (
+    Attachment,
+    Envelope,
+    IcalEvent,
+    ListHeaders,
+    ListLink,
+    Message,
+    PreparedHeader,
+)
+from asyncmailer.mime import compose
+from asyncmailer.result import ComposedMessage, SendResult
+from asyncmailer.retry import RetryPolicy
+from asyncmailer.transports import SESTransport, Transport, TransportState
+
+__all__ = [
+    "Address",
+    "Attachment",
+    "ComposedMessage",
+    "Envelope",
+    "Group",
+    "IcalEvent",
+    "ListHeaders",
+    "ListLink",
+    "LocalRateLimiter",
+    "Message",
+    "PreparedHeader",
+    "RateLimiter",
+    "RetryPolicy",
+    "SESTransport",
+    "SendResult",
+    "Transport",
+    "TransportState",
+    "compose",
+    "errors",
+]
+
+__version__ = "0.1.0.dev0"

@@ -1,0 +1,8 @@
+"""Rate limiters: the interface, the in-process default, and the Redis-backed shared one."""
+
+from __future__ import annotations
+
+from asyncmailer.limits.base import AdaptiveRate, RateLimiter
+from asyncmailer.limits.local import LocalRateLimiter
+
+__all__ = ["AdaptiveRate", "LocalRateLimiter", "RateLimiter"]

@@ -1,0 +1,1 @@
+"""pytest plugin for asyncmailer users (fixtures arrive with MemoryTransport)."""

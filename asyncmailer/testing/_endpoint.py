@@ -1,0 +1,326 @@
+"""The local SES-compatible endpoint: lifecycle, dispatch, and the control API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from asyncmailer.errors import ConfigurationError, TransportStateError
+from asyncmailer.testing._account import Account
+from asyncmailer.testing._config import EndpointConfig
+from asyncmailer.testing._http import HTTPServer, Request, Response
+from asyncmailer.testing._ses_api import SESError, v1_error_body, v2_error_body
+from asyncmailer.testing._stats import EndpointStats
+from asyncmailer.testing._store import (
+    DirectoryStore,
+    MemoryStore,
+    MessageStore,
+    StoredMessage,
+    find_by_message_id,
+)
+from asyncmailer.testing._v1 import XML, QueryAPI
+from asyncmailer.testing._v2 import JSON, RestAPI
+
+__all__ = ["SESEndpoint"]
+
+#: Prefix of the control API's paths.
+CONTROL_PREFIX = "/_asyncmailer/"
+
+_log = logging.getLogger("asyncmailer.testing")
+
+
+class SESEndpoint:
+    """A fast local SES endpoint (v1 query API and SESv2) for tests, demos and benchmarks.
+
+    Point a real aiobotocore client at :attr:`url` (dummy credentials work: signatures are
+    not checked). Accepted messages are kept in memory or, with ``store_dir``, written to a
+    directory; counters record every request; faults are injected on demand. Settings are
+    the fields of :class:`EndpointConfig`, given as keywords or as ``config``, and can be
+    changed while running with :meth:`configure`. Example::
+
+        async with SESEndpoint(latency=0.05, throttle_rate=14) as endpoint:
+            async with session.create_client("sesv2", **endpoint.client_kwargs()) as client:
+                await client.send_email(...)
+            assert endpoint.stats().messages_accepted == 1
+
+    ``seed`` makes the random faults and ids reproducible (:meth:`reset` restarts the
+    sequence). ``clock`` (default :func:`time.monotonic`) times arrivals and the send-rate
+    and 24-hour windows; tests may pass a fake one. Injected latency always uses the event
+    loop's timer.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: EndpointConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        store_dir: str | os.PathLike[str] | None = None,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **settings: Any,
+    ) -> None:
+        base = config if config is not None else EndpointConfig()
+        self._config = base.replace(**settings) if settings else base
+        self._host = host
+        self._port = port
+        self._store: MessageStore = (
+            DirectoryStore(store_dir) if store_dir is not None else MemoryStore()
+        )
+        self._account = Account(store=self._store, clock=clock, seed=seed)
+        self._v1 = QueryAPI(self._account)
+        self._v2 = RestAPI(self._account)
+        self._server: HTTPServer | None = None
+        self._state: Literal["unopened", "open", "closed"] = "unopened"
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> SESEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Bind the socket and start serving in the running event loop."""
+        if self._state != "unopened":
+            raise TransportStateError(
+                f"the endpoint cannot be started when {self._state}", state=self._state
+            )
+        server = HTTPServer(self._app, host=self._host, port=self._port)
+        await server.start()
+        self._server = server
+        self._port = server.port
+        self._state = "open"
+        self._account.restart_clock()
+
+    async def aclose(self) -> None:
+        """Stop serving and close every connection. Stored messages stay readable."""
+        if self._state == "open" and self._server is not None:
+            self._state = "closed"
+            await self._server.aclose()
+        self._state = "closed"
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled (starting first if needed), then close."""
+        if self._state == "unopened":
+            await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.aclose()
+
+    @contextlib.contextmanager
+    def run_in_thread(self, *, startup_timeout: float = 10.0) -> Iterator[SESEndpoint]:
+        """Serve from a background thread with its own event loop, for synchronous code.
+
+        Example::
+
+            with SESEndpoint(seed=1).run_in_thread() as endpoint:
+                boto3.client("sesv2", **endpoint.client_kwargs()).send_email(...)
+        """
+        ready = threading.Event()
+        box: dict[str, Any] = {}
+
+        async def main() -> None:
+            async with self:
+                stop = asyncio.Event()
+                box["loop"] = asyncio.get_running_loop()
+                box["stop"] = stop
+                ready.set()
+                await stop.wait()
+
+        def target() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                ready.set()
+
+        thread = threading.Thread(target=target, name="asyncmailer-ses-endpoint", daemon=True)
+        thread.start()
+        if not ready.wait(startup_timeout):
+            raise TimeoutError("the SES endpoint thread did not start in time")
+        if "error" in box:
+            thread.join()
+            raise box["error"]
+        try:
+            yield self
+        finally:
+            loop: asyncio.AbstractEventLoop = box["loop"]
+            stop: asyncio.Event = box["stop"]
+            with contextlib.suppress(RuntimeError):  # the loop may be gone already
+                loop.call_soon_threadsafe(stop.set)
+            thread.join()
+
+    # --------------------------------------------------------------------- public helpers
+
+    @property
+    def host(self) -> str:
+        """The address served."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The port served (the one picked, when 0 was asked)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``, for ``endpoint_url``."""
+        if self._state == "unopened" and self._port == 0:
+            raise TransportStateError("the endpoint has no port before it starts", state="unopened")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def config(self) -> EndpointConfig:
+        """The settings in force."""
+        return self._config
+
+    def configure(self, **settings: Any) -> EndpointConfig:
+        """Change settings while running (thread-safe); returns the new configuration.
+
+        Example: ``endpoint.configure(max_send_rate=50, throttle_rate=50)``.
+        """
+        new = self._config.replace(**settings)
+        self._config = new
+        return new
+
+    def client_kwargs(self) -> dict[str, str]:
+        """Keywords for ``session.create_client(service, **kwargs)``: url, region, dummy keys."""
+        return {
+            "endpoint_url": self.url,
+            "region_name": self._config.region or "us-east-1",
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+
+    def messages(self) -> list[StoredMessage]:
+        """Every accepted message, oldest first (reads the directory when ``store_dir`` is set)."""
+        return self._store.messages()
+
+    def find_by_message_id(self, message_id: str) -> StoredMessage | None:
+        """The stored message whose Message-ID header is ``message_id`` (``<>`` optional)."""
+        return find_by_message_id(self._store.messages(), message_id)
+
+    def stats(self) -> EndpointStats:
+        """A snapshot of the counters."""
+        server = self._server
+        return self._account.counters.snapshot(
+            server.connections_opened if server else 0,
+            server.connections_current if server else 0,
+        )
+
+    def reset(self) -> None:
+        """Forget messages, counters, rate windows and registered identities; reseed.
+
+        Requests in flight stay counted in ``in_flight``. The settings are kept. With
+        ``store_dir`` this deletes the stored files (blocking file I/O).
+        """
+        self._account.reset()
+
+    # ----------------------------------------------------------------------- dispatching
+
+    def _app(self, request: Request) -> Response | Awaitable[Response]:
+        if request.path.startswith(CONTROL_PREFIX):
+            return self._control(request)
+        config = self._config  # one consistent view for the whole request
+        account = self._account
+        request_id, delay = account.request_started(config)
+        v2 = request.path.startswith("/v2/")
+        record: StoredMessage | None = None
+        try:
+            if v2:
+                response, record = self._v2.handle(request, config, request_id)
+            else:
+                response, record = self._v1.handle(request, config, request_id)
+        except Exception as exc:
+            if isinstance(exc, SESError):
+                error = exc
+            else:
+                _log.exception("the local SES endpoint failed on %s", request.path)
+                error = SESError.internal_failure()
+            code = error.v2_code if v2 else error.code
+            account.count_error(code)
+            if v2:
+                response = Response(
+                    error.v2_status,
+                    v2_error_body(error),
+                    headers=(JSON, ("x-amzn-ErrorType", code), ("x-amzn-RequestId", request_id)),
+                )
+            else:
+                response = Response(
+                    error.status,
+                    v1_error_body(error, request_id),
+                    headers=(XML, ("x-amzn-RequestId", request_id)),
+                )
+        response.delay = delay
+        response.on_done = account.request_done
+        if record is not None:
+            if self._store.blocking:
+                return self._store_then(record, response)
+            self._store.add(record)
+        return response
+
+    async def _store_then(self, record: StoredMessage, response: Response) -> Response:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._store.add, record)
+        except Exception:
+            _log.exception("the local SES endpoint could not store %s", record.message_id)
+            response = Response(500, delay=response.delay, on_done=response.on_done)
+        return response
+
+    # ------------------------------------------------------------------------ control API
+
+    def _control(self, request: Request) -> Response | Awaitable[Response]:
+        name = request.path[len(CONTROL_PREFIX) :].strip("/")
+        method = request.method
+        try:
+            if name == "stats" and method == "GET":
+                return _json_response(self.stats().to_json())
+            if name == "messages" and method == "GET":
+                values = parse_qs(request.query).get("raw", ["0"])
+                raw = values[-1].lower() in ("1", "true", "yes")
+                if self._store.blocking:
+                    return self._in_thread(lambda: [m.to_json(raw=raw) for m in self.messages()])
+                return _json_response([m.to_json(raw=raw) for m in self.messages()])
+            if name == "reset" and method == "POST":
+                if self._store.blocking:
+                    return self._in_thread(self._reset_json)
+                self.reset()
+                return _json_response({"reset": True})
+            if name == "config" and method == "GET":
+                return _json_response(self._config.to_json())
+            if name == "config" and method == "POST":
+                changes = json.loads(request.body or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("the body must be a JSON object")
+                return _json_response(self.configure(**changes).to_json())
+        except ConfigurationError as exc:
+            return _json_response({"message": str(exc), "option": exc.option}, status=400)
+        except ValueError as exc:
+            return _json_response({"message": str(exc)}, status=400)
+        return _json_response({"message": f"no control resource {method} {request.path}"}, 404)
+
+    def _reset_json(self) -> dict[str, bool]:
+        self.reset()
+        return {"reset": True}
+
+    async def _in_thread(self, work: Callable[[], Any]) -> Response:
+        result = await asyncio.get_running_loop().run_in_executor(None, work)
+        return _json_response(result)
+
+
+def _json_response(data: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(data).encode(), headers=(JSON,))

@@ -1,0 +1,203 @@
+"""The one place where botocore/aiobotocore exceptions become asyncmailer errors.
+
+Each mapped error says what to do, carries SES's code, text and request id, and chains
+the original exception. The outcome (retry-safe / ambiguous / final) is decided here:
+
+=====================================================  =========================================
+botocore / SES says                                    asyncmailer raises
+=====================================================  =========================================
+``Throttling`` "Maximum sending rate exceeded."        SendingRateExceededError (retry-safe)
+``TooManyRequestsException`` (v2, 429)                 SendingRateExceededError (retry-safe)
+``Throttling`` "Daily message quota exceeded."         DailyQuotaExceededError (final)
+``LimitExceededException`` (v2)                        DailyQuotaExceededError (final)
+``MessageRejected`` "... not verified ..."             IdentityNotVerifiedError (final)
+``MessageRejected`` (other)                            MessageRejectedError (final)
+``MailFromDomainNotVerified(Exception)``               MailFromDomainNotVerifiedError (final)
+``AccessDenied(Exception)``, bad credentials           AccessDeniedError (final)
+``*SendingPausedException``                            SendingPausedError (final)
+``ConfigurationSetDoesNotExist(Exception)``,           ConfigurationSetDoesNotExistError (final)
+``NotFoundException`` naming a configuration set
+HTTP 5xx (``InternalFailure``, ``ServiceUnavailable``)  ServiceUnavailableError (retry-safe)
+could not connect / connect timeout                    ServiceUnavailableError (retry-safe)
+connection closed or reset after sending, read timeout  DeliveryUnknownError / DeliveryTimeoutError
+                                                       (ambiguous)
+=====================================================  =========================================
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any
+
+from asyncmailer.errors import (
+    AccessDeniedError,
+    ConfigurationError,
+    ConfigurationSetDoesNotExistError,
+    DailyQuotaExceededError,
+    DeliveryError,
+    DeliveryTimeoutError,
+    DeliveryUnknownError,
+    IdentityNotVerifiedError,
+    MailError,
+    MailFromDomainNotVerifiedError,
+    MessageRejectedError,
+    Outcome,
+    SendingPausedError,
+    SendingRateExceededError,
+    ServiceUnavailableError,
+)
+
+__all__ = ["map_ses_error"]
+
+_IDENTITY_RE = re.compile(r"(?:check in region [^:]*:|from email address:?|identities?:)\s*(\S+?)\.?\s*$", re.I)
+_CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+    }
+)
+
+
+def _identity_from(text: str) -> str:
+    match = _IDENTITY_RE.search(text)
+    return match.group(1).rstrip(".,") if match else ""
+
+
+def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailError | None:
+    """Return the asyncmailer error for a botocore exception, or None if it is not ours to map.
+
+    ``action`` is the IAM action of the call (``ses:SendRawEmail`` / ``ses:SendEmail``);
+    ``context`` may name the ``configuration_set`` used. The caller raises the result
+    ``from exc``.
+    """
+    from botocore import exceptions as bce  # noqa: PLC0415 - botocore loads with the client
+
+    if isinstance(exc, bce.ClientError):
+        return _map_client_error(exc, action=action, **context)
+    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return ConfigurationError(
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, "
+            "or an instance role (the standard AWS credential chain)",
+            option="credentials",
+        )
+    if isinstance(exc, bce.ParamValidationError):
+        return ConfigurationError(f"invalid SES request parameters: {exc}", option="ses")
+    if isinstance(exc, bce.ConnectTimeoutError):
+        return ServiceUnavailableError(
+            f"could not connect to SES in time: {exc}", outcome=Outcome.RETRY_SAFE
+        )
+    if isinstance(exc, bce.ReadTimeoutError):
+        return DeliveryTimeoutError(
+            f"SES did not answer in time; the message may have been accepted: {exc}"
+        )
+    if isinstance(exc, bce.EndpointConnectionError):
+        if _never_connected(exc):
+            return ServiceUnavailableError(
+                f"could not connect to SES: {exc}", outcome=Outcome.RETRY_SAFE
+            )
+        return DeliveryUnknownError(
+            f"the connection to SES failed during the request; the message may have been "
+            f"accepted: {exc}"
+        )
+    if isinstance(exc, bce.ConnectionClosedError | bce.HTTPClientError):
+        return DeliveryUnknownError(
+            f"the connection to SES closed before the answer; the message may have been "
+            f"accepted: {exc}"
+        )
+    return None
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when aiohttp failed to open the connection, so nothing was sent."""
+    cause = getattr(exc, "kwargs", {}).get("error")
+    try:
+        import aiohttp  # noqa: PLC0415 - aiobotocore's own dependency
+    except ImportError:  # pragma: no cover
+        return False
+    # ClientConnectorError: the TCP/TLS connection never opened. gaierror: DNS failed.
+    return isinstance(cause, aiohttp.ClientConnectorError | socket.gaierror)
+
+def _map_client_error(exc: Any, *, action: str, configuration_set: str | None = None) -> MailError:
+    response = exc.response
+    error = response.get("Error", {})
+    code = str(error.get("Code", "") or "")
+    text = str(error.get("Message", "") or "")
+    meta = response.get("ResponseMetadata", {})
+    status = int(meta.get("HTTPStatusCode") or 0)
+    fields: dict[str, Any] = {
+        "code": code,
+        "service_message": text,
+        "request_id": meta.get("RequestId"),
+    }
+    lowered = text.lower()
+
+    if code in {"Throttling", "ThrottlingException", "TooManyRequestsException"}:
+        if "daily" in lowered or "quota" in lowered:
+            return DailyQuotaExceededError(
+                f"SES daily sending quota exceeded ({text}); request a quota increase in the "
+                "SES console or wait for the 24-hour window to move",
+                **fields,
+            )
+        return SendingRateExceededError(
+            f"SES maximum sending rate exceeded ({text}); lower sending_rate or use "
+            "sending_rate='auto'",
+            **fields,
+        )
+    if code == "LimitExceededException":
+        return DailyQuotaExceededError(
+            f"SES sending limit exceeded ({text}); request a quota increase in the SES console",
+            **fields,
+        )
+    if code in {"MailFromDomainNotVerified", "MailFromDomainNotVerifiedException"}:
+        return MailFromDomainNotVerifiedError(
+            f"the custom MAIL FROM domain is not verified ({text}); publish its MX and SPF "
+            "records and wait for SES to verify it, or stop using a custom MAIL FROM domain",
+            **fields,
+        )
+    if code == "MessageRejected":
+        if "not verified" in lowered or "did not have authority" in lowered:
+            identity = _identity_from(text)
+            return IdentityNotVerifiedError(
+                f"SES refused: identity {identity or '(see message)'} is not verified ({text}). "
+                "Verify it (aws ses verify-email-identity --email-address ADDRESS, or "
+                "sesv2 create-email-identity); in the SES sandbox recipients must be verified too",
+                identity=identity,
+                **fields,
+            )
+        return MessageRejectedError(f"SES rejected the message: {text}", **fields)
+    if code in {"AccessDenied", "AccessDeniedException"} or code in _CREDENTIAL_CODES:
+        if code in _CREDENTIAL_CODES:
+            hint = "the AWS credentials are invalid or expired; check the credential chain"
+        else:
+            hint = f"grant the IAM action {action} on the sending identity to these credentials"
+        return AccessDeniedError(f"SES denied {action}: {text}. {hint}", action=action, **fields)
+    if code in {
+        "AccountSendingPausedException",
+        "ConfigurationSetSendingPausedException",
+        "SendingPausedException",
+    }:
+        return SendingPausedError(
+            f"SES sending is paused ({text}); re-enable sending for the account or the "
+            "configuration set (aws sesv2 put-account-sending-attributes --sending-enabled)",
+            **fields,
+        )
+    if code in {"ConfigurationSetDoesNotExist", "ConfigurationSetDoesNotExistException"} or (
+        code == "NotFoundException" and "configuration set" in lowered
+    ):
+        return ConfigurationSetDoesNotExistError(
+            f"SES configuration set {configuration_set or ''} does not exist ({text}); create it "
+            "or fix ConfigurationSetName",
+            configuration_set=configuration_set or "",
+            **fields,
+        )
+    if status >= 500 or code in {"InternalFailure", "ServiceUnavailable", "InternalError"}:
+        return ServiceUnavailableError(
+            f"SES failed with HTTP {status} {code}: {text}", outcome=Outcome.RETRY_SAFE, **fields
+        )
+    return DeliveryError(f"SES error {code} (HTTP {status}): {text}", **fields)

@@ -1,0 +1,437 @@
+"""Amazon SES over aiobotocore: ``SendRawEmail`` (SES v1) or ``SendEmail`` with raw content (SESv2).
+
+Example::
+
+    async with SESTransport(region_name="eu-west-1", sending_rate=14, max_connections=10) as ses:
+        result = await ses.send_mail(
+            from_="shop@example.com", to="ada@example.com", subject="Hi", text="Hello"
+        )
+        print(result.message_id)   # <0102018c...@eu-west-1.amazonses.com>
+
+All aiobotocore/botocore I/O of the library lives in this module; errors are mapped in
+:mod:`asyncmailer.transports._ses_errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from asyncmailer.errors import (
+    ConfigurationError,
+    DeliveryError,
+    Outcome,
+    MessageError,
+    MessageTooLargeError,
+    SMTPUTF8RequiredError,
+    TooManyRecipientsError,
+)
+from asyncmailer.message import Message
+from asyncmailer.result import ComposedMessage
+from asyncmailer.retry import RetryPolicy
+from asyncmailer.limits import RateLimiter
+from asyncmailer.transports._ses_errors import map_ses_error
+from asyncmailer.transports._ses_quota import DailyQuotaPolicy, QuotaTracker
+from asyncmailer.transports.base import Delivery, Transport
+
+__all__ = ["BLOCKED_ATTACHMENT_EXTENSIONS", "SES_LIMITS", "SESTransport"]
+
+logger = logging.getLogger("asyncmailer.ses")
+
+#: Message size limits in octets of the raw MIME message, per API (SES measures the
+#: message itself, attachments already base64-encoded).
+SES_LIMITS = {"v1": 10 * 1024 * 1024, "v2": 40 * 1024 * 1024}
+#: SES refuses messages with more recipients (To + Cc + Bcc).
+MAX_RECIPIENTS = 50
+#: Longest line SMTP allows (RFC 5321), CRLF excluded.
+MAX_LINE = 998
+
+#: Attachment file extensions SES refuses (from the SES developer guide).
+BLOCKED_ATTACHMENT_EXTENSIONS = frozenset(
+    """ade adp app asp bas bat cer chm cmd com cpl crt csh der exe fxp gadget hlp hta inf ins isp
+    its js jse ksh lib lnk mad maf mag mam maq mar mas mat mau mav maw mda mdb mde mdt mdw mdz msc
+    msh msh1 msh2 mshxml msh1xml msh2xml msi msp mst ops pcd pif plg prf prg reg scf scr sct shb
+    shs sys ps1 ps1xml ps2 ps2xml psc1 psc2 tmp url vb vbe vbs vps vsmacros vss vst vsw vws
+    xnk""".split()
+)
+
+# Keys the transport sets itself; ``ses`` options may not override them.
+_RESERVED = {
+    "v1": frozenset({"RawMessage", "Source", "Destinations"}),
+    "v2": frozenset({"Content", "FromEmailAddress", "Destination"}),
+}
+_ACTIONS = {"v1": "ses:SendRawEmail", "v2": "ses:SendEmail"}
+
+Api = Literal["auto", "v1", "v2"]
+
+
+class SESTransport(Transport):
+    """Send through Amazon SES with an aiobotocore client, rate limited and bounded.
+
+    - ``client``: an aiobotocore ``ses`` or ``sesv2`` client you created and keep open
+      (its settings are never changed; set ``retries={"mode": "standard",
+      "total_max_attempts": 1}`` on it so that botocore does not resend ambiguous requests
+      behind our back, and a connection pool of at least ``max_connections``). Without a
+      client the transport creates one in ``__aenter__`` from the standard AWS credential
+      and region chain (``region_name``, ``endpoint_url``, ``session`` optional) and closes
+      it on exit.
+    - ``api``: ``"v1"`` (``SendRawEmail``), ``"v2"`` (SESv2 ``SendEmail``, 40 MB limit, less
+      CPU), or ``"auto"``: from the client, else v1.
+    - ``sending_rate``: recipients per second (SES counts each recipient), or ``"auto"`` to
+      use the account's ``MaxSendRate`` × ``quota_safety_factor``, refreshed every
+      ``quota_refresh`` seconds.
+    - ``ses_defaults`` and each message's ``ses`` are merged shallowly into the API call,
+      the message winning: v1 ``Tags``, ``ConfigurationSetName``, ``SourceArn``, ``FromArn``,
+      ``ReturnPathArn``; v2 ``EmailTags``, ``ConfigurationSetName``,
+      ``FromEmailAddressIdentityArn``, ``FeedbackForwardingEmailAddress``... ``Tags`` and
+      ``EmailTags`` are translated to the API in use.
+    - ``daily_quota``: what a send that would exceed ``Max24HourSend`` does when the quota
+      is known (``sending_rate="auto"`` or ``track_daily_quota=True``): ``"fail"`` raises
+      :class:`~asyncmailer.errors.DailyQuotaExceededError` before any request, ``"wait"``
+      waits for the window to move, ``"ignore"`` sends anyway.
+    """
+
+    name = "ses"
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        sending_rate: float | Literal["auto"] | None = None,
+        max_connections: int | None = 10,
+        api: Api = "auto",
+        ses_defaults: Mapping[str, Any] | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        session: Any = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        rate_limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        drain_timeout: float | None = 30.0,
+        quota_safety_factor: float = 0.9,
+        quota_refresh: float | None = 300.0,
+        track_daily_quota: bool | None = None,
+        daily_quota: DailyQuotaPolicy = "fail",
+    ) -> None:
+        auto = sending_rate == "auto"
+        super().__init__(
+            sending_rate=None if auto else sending_rate,  # type: ignore[arg-type]
+            max_connections=max_connections,
+            rate_limiter=rate_limiter,
+            retry=retry,
+            drain_timeout=drain_timeout,
+        )
+        if api not in ("auto", "v1", "v2"):
+            raise ConfigurationError(f"api must be 'auto', 'v1' or 'v2', not {api!r}", option="api")
+        if not 0 < quota_safety_factor <= 1:
+            raise ConfigurationError(
+                "quota_safety_factor must be in (0, 1]", option="quota_safety_factor"
+            )
+        if daily_quota not in ("fail", "wait", "ignore"):
+            raise ConfigurationError(
+                f"daily_quota must be 'fail', 'wait' or 'ignore', not {daily_quota!r}",
+                option="daily_quota",
+            )
+        #: True when the rate comes from the account's quota.
+        self.auto_rate = auto
+        self._client_given = client
+        self._client: Any = client
+        self._api_asked: Api = api
+        #: The API in use once open (``"v1"`` or ``"v2"``).
+        self.api: Literal["v1", "v2"] = "v1" if api == "auto" else api
+        self.ses_defaults: dict[str, Any] = dict(ses_defaults or {})
+        self.region_name = region_name
+        self.endpoint_url = endpoint_url
+        self._session = session
+        # Never shown in repr or logs.
+        self.__credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._region = "us-east-1"
+        self._quota = QuotaTracker(
+            safety_factor=quota_safety_factor,
+            refresh_interval=quota_refresh,
+            policy=daily_quota,
+            enabled=auto if track_daily_quota is None else track_daily_quota,
+        )
+
+    def __repr__(self) -> str:
+        rate = "auto" if self.auto_rate else self.sending_rate
+        return (
+            f"SESTransport(api={self.api!r}, region={self.region_name or self._region!r}, "
+            f"sending_rate={rate!r}, max_connections={self.max_connections!r}, "
+            f"state={self.state.value!r})"
+        )
+
+    @property
+    def client(self) -> Any:
+        """The aiobotocore client in use (yours, or the one created in ``__aenter__``)."""
+        return self._client
+
+    @property
+    def region(self) -> str:
+        """The AWS region of the client (known once open)."""
+        return self._region
+
+    @property
+    def quota(self) -> QuotaTracker:
+        """The account quota as last read (``sending_rate="auto"`` / ``track_daily_quota``)."""
+        return self._quota
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _open(self) -> None:
+        if self._client_given is None:
+            self._client = await self._create_client()
+        else:
+            self._check_client(self._client_given)
+        self._region = str(getattr(self._client.meta, "region_name", None) or "us-east-1")
+        service = self._client.meta.service_model.service_name
+        client_api: Literal["v1", "v2"] = "v2" if service == "sesv2" else "v1"
+        if service not in ("ses", "sesv2"):
+            raise ConfigurationError(
+                f"client must be an aiobotocore 'ses' or 'sesv2' client, not {service!r}",
+                option="client",
+            )
+        if self._api_asked != "auto" and self._api_asked != client_api:
+            raise ConfigurationError(
+                f"api={self._api_asked!r} does not match the {service!r} client", option="api"
+            )
+        self.api = client_api
+        if self._quota.enabled:
+            await self._quota.start(self._read_quota)
+
+    def _initial_rate(self) -> float | None:
+        if self.auto_rate:
+            return self._quota.rate
+        return super()._initial_rate()
+
+    async def __aenter__(self) -> SESTransport:
+        await super().__aenter__()
+        if self.auto_rate and self.rate_limiter is not None:
+            self._quota.on_rate_change(self.rate_limiter.set_rate)
+            if self._rate_limiter_given is not None and self._quota.rate is not None:
+                self.rate_limiter.set_rate(self._quota.rate)
+        return self
+
+    async def _close(self) -> None:
+        await self._quota.stop()
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+        if self._client_given is None:
+            self._client = None
+
+    async def _create_client(self) -> Any:
+        from aiobotocore.config import AioConfig  # noqa: PLC0415
+        from aiobotocore.session import get_session  # noqa: PLC0415
+
+        session = self._session or get_session()
+        pool = max(10, self.max_connections or 10)
+        config = AioConfig(
+            max_pool_connections=pool,
+            # We retry ourselves, through the rate limiter, and never resend ambiguous requests.
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+        )
+        key_id, secret, token = self.__credentials
+        region = self.region_name or os.environ.get("AWS_REGION") or None
+        stack = contextlib.AsyncExitStack()
+        try:
+            client = await stack.enter_async_context(
+                session.create_client(
+                    "sesv2" if self._api_asked == "v2" else "ses",
+                    region_name=region,
+                    endpoint_url=self.endpoint_url,
+                    aws_access_key_id=key_id,
+                    aws_secret_access_key=secret,
+                    aws_session_token=token,
+                    config=config,
+                )
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return client
+
+    def _check_client(self, client: Any) -> None:
+        config = getattr(client.meta, "config", None)
+        pool = getattr(config, "max_pool_connections", None)
+        if self.max_connections is not None and pool is not None and pool < self.max_connections:
+            warnings.warn(
+                f"the SES client's connection pool ({pool}) is smaller than max_connections "
+                f"({self.max_connections}): requests will queue inside aiobotocore; create the "
+                f"client with AioConfig(max_pool_connections={self.max_connections})",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        retries = getattr(config, "retries", None) or {}
+        if "total_max_attempts" in retries:
+            total = retries["total_max_attempts"]
+        elif "max_attempts" in retries:
+            total = retries["max_attempts"] + 1
+        else:
+            total = None  # botocore's default: several attempts
+        if total is None or total > 1:
+            warnings.warn(
+                "the SES client retries on its own: botocore may resend a request whose "
+                "outcome is unknown (duplicate email). Create it with "
+                "AioConfig(retries={'mode': 'standard', 'total_max_attempts': 1}); "
+                "asyncmailer retries safe failures itself",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    async def _read_quota(self) -> tuple[float, float, float]:
+        """Return (MaxSendRate, Max24HourSend, SentLast24Hours) from the account."""
+        try:
+            if self.api == "v2":
+                answer = await self._client.get_account()
+                quota = answer.get("SendQuota", {})
+            else:
+                quota = await self._client.get_send_quota()
+        except Exception as exc:
+            mapped = map_ses_error(exc, action="ses:GetSendQuota" if self.api == "v1" else "ses:GetAccount")
+            if mapped is None:
+                raise
+            raise mapped from exc
+        return (
+            float(quota.get("MaxSendRate", 0.0)),
+            float(quota.get("Max24HourSend", 0.0)),
+            float(quota.get("SentLast24Hours", 0.0)),
+        )
+
+    # ------------------------------------------------------------------ sending
+
+    def _weight(self, composed: ComposedMessage) -> int:
+        return max(1, len(composed.envelope.to))
+
+    def _preflight(self, composed: ComposedMessage, message: Message | None) -> None:
+        envelope = composed.envelope
+        if not envelope.from_:
+            raise MessageError("SES needs a sender: set from_ or envelope", field="from_")
+        if not envelope.to:
+            raise MessageError("SES needs at least one recipient", field="to")
+        if len(envelope.to) > MAX_RECIPIENTS:
+            raise TooManyRecipientsError(
+                f"SES accepts at most {MAX_RECIPIENTS} recipients per message, this one has "
+                f"{len(envelope.to)}: split it (send_many) or use a list service",
+                count=len(envelope.to),
+                limit=MAX_RECIPIENTS,
+            )
+        if composed.smtputf8:
+            for address in (envelope.from_, *envelope.to):
+                if not address.partition("@")[0].isascii():
+                    raise SMTPUTF8RequiredError(
+                        f"SES cannot send to or from {address!r}: it has no SMTPUTF8 support, so "
+                        "local parts must be ASCII",
+                        field="envelope",
+                        address=address,
+                    )
+        limit = SES_LIMITS[self._api_for_limits()]
+        if len(composed.raw) > limit:
+            raise MessageTooLargeError(
+                f"the message is {len(composed.raw)} octets, over the SES {self.api} limit of "
+                f"{limit} octets" + (" (SESv2 allows 40 MB: api='v2')" if self.api == "v1" else ""),
+                size=len(composed.raw),
+                limit=limit,
+            )
+        if message is None or message.raw is not None:
+            longest = max(map(len, composed.raw.split(b"\n")))
+            if longest - 1 > MAX_LINE:
+                raise MessageError(
+                    f"a line of the raw message is {longest - 1} octets long; SMTP and SES allow "
+                    f"{MAX_LINE}",
+                    field="raw",
+                )
+        if message is not None:
+            self._check_attachments(message)
+            options = message.ses
+            if options:
+                self._merge_options(options)
+
+    def _api_for_limits(self) -> Literal["v1", "v2"]:
+        return self.api
+
+    @staticmethod
+    def _check_attachments(message: Message) -> None:
+        for index, attachment in enumerate(message.attachments):
+            name = attachment.filename or os.path.basename(attachment.path or attachment.href or "")
+            ext = name.rpartition(".")[2].lower() if "." in name else ""
+            if ext in BLOCKED_ATTACHMENT_EXTENSIONS:
+                raise MessageError(
+                    f"SES refuses attachments of type .{ext} ({name!r}); zip it or link to it",
+                    field=f"attachments[{index}]",
+                )
+
+    def _merge_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        merged = {**self.ses_defaults, **(options or {})}
+        if self.api == "v2":
+            if "Tags" in merged:
+                merged.setdefault("EmailTags", merged.pop("Tags"))
+        elif "EmailTags" in merged:
+            merged.setdefault("Tags", merged.pop("EmailTags"))
+        clash = _RESERVED[self.api].intersection(merged)
+        if clash:
+            raise ConfigurationError(
+                f"ses options may not set {', '.join(sorted(clash))}: the transport derives "
+                "them from the message and its envelope",
+                option="ses",
+            )
+        return merged
+
+    def format_message_id(self, ses_id: str) -> str:
+        """The Message-ID SES gives the message: ``<id@REGION.amazonses.com>``.
+
+        us-east-1 uses ``email.amazonses.com``; an id that already has ``@`` is kept.
+        """
+        if "@" in ses_id:
+            return ses_id if ses_id.startswith("<") else f"<{ses_id}>"
+        host = "email" if self._region == "us-east-1" else self._region
+        return f"<{ses_id}@{host}.amazonses.com>"
+
+    async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
+        weight = self._weight(composed)
+        await self._quota.reserve(weight)
+        options = self._merge_options(message.ses if message is not None else None)
+        envelope = composed.envelope
+        client = self._client
+        try:
+            if self.api == "v2":
+                answer = await client.send_email(
+                    FromEmailAddress=envelope.from_,
+                    Destination={"ToAddresses": list(envelope.to)},
+                    Content={"Raw": {"Data": composed.raw}},
+                    **options,
+                )
+            else:
+                answer = await client.send_raw_email(
+                    Source=envelope.from_,
+                    Destinations=list(envelope.to),
+                    RawMessage={"Data": composed.raw},
+                    **options,
+                )
+        except Exception as exc:
+            mapped = map_ses_error(
+                exc,
+                action=_ACTIONS[self.api],
+                configuration_set=options.get("ConfigurationSetName"),
+            )
+            if not (isinstance(mapped, DeliveryError) and mapped.outcome is Outcome.AMBIGUOUS):
+                self._quota.release(weight)  # SES sent nothing
+            if mapped is None:
+                raise
+            raise mapped from exc
+        ses_id = str(answer["MessageId"])
+        return Delivery(response=ses_id, message_id=self.format_message_id(ses_id))

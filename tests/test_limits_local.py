@@ -1,0 +1,196 @@
+"""LocalRateLimiter: exact windows and sustained rate, on a controlled (virtual) clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiolimiter import AsyncLimiter
+
+from asyncmailer.errors import ConfigurationError, TransportStateError
+from asyncmailer.limits import LocalRateLimiter
+from tests.helpers import virtual_time, worst_window
+
+
+async def _run_flat_out(
+    limiter: LocalRateLimiter, duration: float, workers: int = 50, weight: int = 1
+) -> list[float]:
+    loop = asyncio.get_running_loop()
+    grants: list[float] = []
+    end = loop.time() + duration
+
+    async def worker() -> None:
+        while loop.time() < end:
+            await limiter.acquire(weight)
+            grants.append(loop.time())
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return grants
+
+
+@pytest.mark.parametrize("rate", [1, 14, 200, 1000])
+@virtual_time
+async def test_window_never_exceeds_rate_and_sustains_it(rate: int) -> None:
+    limiter = LocalRateLimiter(rate)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    grants = await _run_flat_out(limiter, 12.0, workers=min(50, rate * 2))
+    assert worst_window(grants) <= rate
+    in_10s = sum(1 for t in grants if t0 + 1.0 <= t < t0 + 11.0)
+    assert in_10s >= 0.995 * rate * 10, (in_10s, rate)
+
+
+@virtual_time
+async def test_plain_aiolimiter_bursts_past_the_rate() -> None:
+    # The problem we solve: AsyncLimiter(R, 1) lets ~2R-1 into one second.
+    bucket = AsyncLimiter(14, 1)
+    loop = asyncio.get_running_loop()
+    grants: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(5):
+            await bucket.acquire()
+            grants.append(loop.time())
+
+    await asyncio.gather(*(worker() for _ in range(10)))
+    assert worst_window(grants) > 14
+
+
+@virtual_time
+async def test_weighted_acquisitions_count_recipients() -> None:
+    limiter = LocalRateLimiter(20)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    grants: list[float] = []
+    weights: list[int] = []
+
+    async def worker(weight: int) -> None:
+        for _ in range(10):
+            await limiter.acquire(weight)
+            grants.append(loop.time())
+            weights.append(weight)
+
+    await asyncio.gather(*(worker(w) for w in (1, 3, 7, 1, 2)))
+    # A message's recipients are granted by the time it starts: its start carries its weight.
+    assert worst_window(grants, weights) <= 20 + 7  # at most one message straddles the edge
+    total = sum(weights)
+    elapsed = max(grants) - min(grants)
+    assert total / max(elapsed, 1e-9) <= 20 * 1.05
+
+
+@virtual_time
+async def test_weight_above_rate_waits_proportionally_and_does_not_raise() -> None:
+    limiter = LocalRateLimiter(14)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    await limiter.acquire(14)  # fills the first second
+    start = loop.time()
+    waited = await limiter.acquire(50)
+    assert waited == pytest.approx(loop.time() - start)
+    # 50 recipients at 14/s need about 50/14 s after the first window frees.
+    assert 50 / 14 - 0.5 <= waited <= 50 / 14 + 1.2
+
+
+@virtual_time
+async def test_fifo_heavy_message_not_starved_by_light_ones() -> None:
+    limiter = LocalRateLimiter(10)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    await limiter.acquire(10)
+    order: list[str] = []
+
+    async def take(name: str, weight: int) -> None:
+        await limiter.acquire(weight)
+        order.append(name)
+
+    tasks = [loop.create_task(take("heavy", 8))]
+    await asyncio.sleep(0)
+    tasks += [loop.create_task(take(f"light{i}", 1)) for i in range(5)]
+    await asyncio.gather(*tasks)
+    assert order[0] == "heavy"
+
+
+@virtual_time
+async def test_cancelled_waiters_return_their_capacity() -> None:
+    rate = 50
+    limiter = LocalRateLimiter(rate)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    waiters = [loop.create_task(limiter.acquire()) for _ in range(1000)]
+    await asyncio.sleep(0.5)
+    for task in waiters:
+        task.cancel()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
+    assert cancelled >= 1000 - rate  # at most ~rate got through in half a second
+    await asyncio.sleep(1.5)  # let the window empty
+    t0 = loop.time()
+    grants = await _run_flat_out(limiter, 3.0, workers=20)
+    assert worst_window(grants) <= rate
+    assert sum(1 for t in grants if t < t0 + 3.0) >= 0.99 * rate * 3
+    # Nothing is left queued on the lock.
+    assert limiter._lock is not None and not limiter._lock.locked()
+
+
+@virtual_time
+async def test_set_rate_and_throttle_backoff_then_recovery() -> None:
+    limiter = LocalRateLimiter(100)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    limiter.throttled()
+    assert limiter.rate == pytest.approx(70)
+    limiter.throttled()  # within the cooldown: one burst of throttles is one event
+    assert limiter.rate == pytest.approx(70)
+    grants = await _run_flat_out(limiter, 2.0, workers=10)
+    assert worst_window(grants) <= 100
+    await asyncio.sleep(30)
+    await limiter.acquire()
+    # Recovery is gradual, one step per acquire after the quiet period.
+    assert 70 < limiter.rate <= 100
+    for _ in range(10):
+        await asyncio.sleep(3)
+        await limiter.acquire()
+    assert limiter.rate == pytest.approx(100)
+    limiter.set_rate(10)
+    assert limiter.rate == 10
+    t0 = loop.time()
+    grants = await _run_flat_out(limiter, 3.0, workers=5)
+    assert worst_window([t for t in grants if t > t0 + 1.0]) <= 10
+
+
+async def test_use_before_open_is_a_clear_error() -> None:
+    limiter = LocalRateLimiter(5)
+    with pytest.raises(TransportStateError):
+        await limiter.acquire()
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("nan"), float("inf"), True, "5"])
+def test_invalid_rates_are_refused(rate: object) -> None:
+    with pytest.raises(ConfigurationError):
+        LocalRateLimiter(rate)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+async def test_real_time_precision_and_no_busy_polling() -> None:
+    """Real clock: 200/s for 3 s; the window holds and waiting costs almost no CPU."""
+    limiter = LocalRateLimiter(200)
+    await limiter.open()
+    cpu0 = time.process_time()
+    grants = await _run_flat_out(limiter, 3.0, workers=100)
+    assert worst_window(grants) <= 200
+    assert len(grants) >= 0.98 * 200 * 3
+    # 500 tasks idle-waiting for a 1/s limiter for 2 s must not spin the CPU.
+    slow = LocalRateLimiter(1)
+    await slow.open()
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(slow.acquire()) for _ in range(500)]
+    cpu1 = time.process_time()
+    await asyncio.sleep(2.0)
+    idle_cpu = time.process_time() - cpu1
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert idle_cpu < 0.2, idle_cpu
+    assert time.process_time() - cpu0 < 3.0
