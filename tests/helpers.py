@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import selectors
-import functools
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -69,11 +69,13 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion on a fresh :class:`VirtualClockLoop`."""
     loop = VirtualClockLoop()
+    asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(coro)
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+        asyncio.set_event_loop(None)
 
 
 def virtual_time(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import email.policy
-import inspect
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any, cast
-
-import pytest
 
 from asyncmailer.mime import compose_sync
 
@@ -71,22 +66,3 @@ def compose_parsed(message: Any, **kwargs: Any) -> tuple[bytes, EmailMessage]:
     check_wire(raw)
     return raw, parse(raw)
 
-
-@pytest.fixture(autouse=True)
-def _close_stray_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Give sync tests a loop that is closed afterwards.
-
-    The looptime plugin asks the policy for an event loop even for sync tests, which
-    creates one that nobody closes; its ResourceWarning then fails a later test under
-    ``filterwarnings = error``. Import this fixture into modules mixing sync and async tests.
-    """
-    if inspect.iscoroutinefunction(request.function):
-        yield
-        return
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()

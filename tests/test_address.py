@@ -6,7 +6,6 @@ import pytest
 
 from asyncmailer.address import Address, Group, ascii_addr_spec, parse_address, parse_addresses
 from asyncmailer.errors import AddressError
-from tests.mime_helpers import _close_stray_event_loop  # noqa: F401
 
 
 @pytest.mark.parametrize(

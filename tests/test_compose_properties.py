@@ -20,7 +20,6 @@ from asyncmailer.errors import MessageError
 from asyncmailer.message import Attachment, ListHeaders, Message
 from asyncmailer.mime import compose_sync
 from tests.mime_helpers import (
-    _close_stray_event_loop,  # noqa: F401
     check_wire,
     header_names,
     parse,
@@ -104,9 +103,9 @@ def test_round_trip(
     assert _newlines(parts["text/plain"].get_content()) == _newlines(text)
     assert _newlines(parts["text/html"].get_content()) == _newlines(html)
     files = [p for p in msg.walk() if p.get_content_disposition() == "attachment"]
-    # the stdlib strips whitespace around file names when reading them
+    # the stdlib reader unquotes ("..." or <...>) and strips decoded file names
     assert [(p.get_payload(decode=True), p.get_filename()) for p in files] == [
-        (data, name.strip()) for data, name in attachments
+        (data, email.utils.unquote(name).strip()) for data, name in attachments
     ]
     related = [p for p in msg.walk() if p.get_content_disposition() == "inline"]
     assert [(p.get_payload(decode=True), str(p["Content-ID"])) for p in related] == [

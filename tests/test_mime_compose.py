@@ -23,7 +23,6 @@ from asyncmailer.message import (
 )
 from asyncmailer.mime import compose, compose_sync
 from tests.mime_helpers import (
-    _close_stray_event_loop,  # noqa: F401
     check_wire,
     compose_parsed,
     header_names,

@@ -19,7 +19,6 @@ from asyncmailer.mime._encoding import (
     rfc2231_segments,
 )
 from asyncmailer.mime._headers import fold, text_tokens
-from tests.mime_helpers import _close_stray_event_loop  # noqa: F401
 
 
 @pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 1000, 57 * 16384 + 5])

@@ -15,7 +15,6 @@ import pytest
 from asyncmailer.message import Attachment, IcalEvent, ListHeaders, ListLink, Message
 from asyncmailer.mime import compose_sync
 from tests.mime_helpers import (
-    _close_stray_event_loop,  # noqa: F401
     check_wire,
     parse,
 )

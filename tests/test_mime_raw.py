@@ -12,7 +12,6 @@ from asyncmailer.errors import AddressError, HeaderError, MessageError
 from asyncmailer.message import Attachment, Envelope, Message
 from asyncmailer.mime import compose, compose_sync
 from tests.mime_helpers import (
-    _close_stray_event_loop,  # noqa: F401
     check_wire,
     header_names,
     parse,

@@ -15,7 +15,6 @@ from asyncmailer.errors import ContentError
 from asyncmailer.message import Attachment, IcalEvent, Message
 from asyncmailer.mime import THREAD_THRESHOLD, compose, compose_sync
 from tests.mime_helpers import (
-    _close_stray_event_loop,  # noqa: F401
     parse,
 )
 

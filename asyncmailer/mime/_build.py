@@ -64,6 +64,11 @@ _PRIORITY = {
 }
 _TEXT_ENCODINGS = frozenset(("7bit", "8bit", "quoted-printable", "base64"))
 
+# mimetypes reads the system's mime.types files on first use; do it at import time rather
+# than inside compose() on the event loop
+if not mimetypes.inited:
+    mimetypes.init()
+
 
 @dataclass(slots=True)
 class BuildOptions:

@@ -50,7 +50,9 @@ from asyncmailer.errors import (
 
 __all__ = ["map_ses_error"]
 
-_IDENTITY_RE = re.compile(r"(?:check in region [^:]*:|from email address:?|identities?:)\s*(\S+?)\.?\s*$", re.I)
+# SES ends these messages with the identity: "... in region EU-WEST-1: ada@example.com",
+# moto with "... from email ada@example.com".
+_IDENTITY_RE = re.compile(r"([^\s:,;<>]+@[^\s:,;<>]+|[a-z0-9-]+(?:\.[a-z0-9-]+)+)\W*$", re.I)
 _CREDENTIAL_CODES = frozenset(
     {
         "InvalidClientTokenId",

@@ -1,0 +1,86 @@
+"""Developer and CI sessions. ``nox -l`` lists them; ``nox -s tests-3.13`` runs one."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = os.environ.get("CI") == "true"
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole test suite (real moto, aiosmtpd, redis-server, uvicorn servers)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.13")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=["3.10", "3.13"])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-e", ".[lint]")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the docs site with mkdocs --strict."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(session.create_tmp() + "/site"))
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """The README's main job: a rich message through SESTransport to the local SES endpoint."""
+    session.install(".")
+    session.run("python", "-m", "asyncmailer", "demo", *session.posargs)
+
+
+def _npm_install(session: nox.Session) -> None:
+    session.run("npm", "install", "--no-audit", "--no-fund", "--prefix", "bench", external=True)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Full benchmarks against the peers (npm packages installed into bench/, never committed)."""
+    session.install("-e", ".[bench]")
+    _npm_install(session)
+    session.run("python", "bench/bench_compose.py", "--write-docs", *session.posargs)
+    for script in ("bench_send.py", "bench_rate.py", "bench_looplag.py", "bench_queue.py", "bench_redis_limiter.py"):
+        if os.path.exists(f"bench/{script}"):
+            session.run("python", f"bench/{script}", "--write-docs")
+
+
+@nox.session(python="3.11")
+def bench_quick(session: nox.Session) -> None:
+    """A short benchmark smoke run (CI): proves the scripts and peers still work."""
+    session.install("-e", ".[bench]")
+    _npm_install(session)
+    session.run("python", "bench/bench_compose.py", "--rounds", "1")
+    for script in ("bench_send.py", "bench_rate.py", "bench_queue.py"):
+        if os.path.exists(f"bench/{script}"):
+            session.run("python", f"bench/{script}", "--quick")
+
+
+@nox.session(python="3.11")
+def fuzz(session: nox.Session) -> None:
+    """The long hypothesis campaign (100 000 examples per property)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python", "-m", "pytest", "-q", "tests/test_compose_properties.py",
+        *[p for p in ("tests/test_send_properties.py",) if os.path.exists(p)],
+        env={"HYPOTHESIS_PROFILE": "long"},
+    )

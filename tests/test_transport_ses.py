@@ -1,0 +1,297 @@
+"""SESTransport against moto's real server (behaviour) and our local endpoint (requests)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import urllib.request
+import warnings
+from email import policy
+from email.parser import BytesParser
+from typing import Any
+
+import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from asyncmailer import Attachment, Message, SESTransport, TransportState, compose
+from asyncmailer.errors import (
+    ConfigurationError,
+    IdentityNotVerifiedError,
+    MessageError,
+    MessageTooLargeError,
+    SMTPUTF8RequiredError,
+    TooManyRecipientsError,
+    TransportStateError,
+)
+from asyncmailer.testing import SESEndpoint
+
+SENDER = "Shop <shop@example.com>"
+
+
+def _moto_messages(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=10) as response:
+        data = json.load(response)
+    return list(data["ses"]["RawMessage"])
+
+
+async def _verify(transport: SESTransport, *addresses: str) -> None:
+    for address in addresses:
+        if transport.api == "v2":
+            await transport.client.create_email_identity(EmailIdentity=address)
+        else:
+            await transport.client.verify_email_identity(EmailAddress=address)
+
+
+def _rich_message(**overrides: Any) -> Message:
+    fields: dict[str, Any] = {
+        "from_": SENDER,
+        "to": ["Ada <ada@example.org>", "bob@example.org"],
+        "cc": "carol@example.org",
+        "bcc": "dave@example.org",
+        "subject": "Your order ✓",
+        "text": "Thanks for your order.",
+        "html": '<p>Thanks! <img src="cid:logo"></p>',
+        "attachments": [
+            Attachment(filename="logo.png", content=b"\x89PNG\r\n\x1a\nfake", cid="logo"),
+            Attachment(filename="invoice.pdf", content=b"%PDF-1.4 fake"),
+        ],
+    }
+    fields.update(overrides)
+    return Message(**fields)
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_delivery_reads_back_exactly_what_compose_produced(moto_url: str, api: str) -> None:
+    async with SESTransport(endpoint_url=moto_url, region_name="eu-west-1", api=api) as ses:  # type: ignore[arg-type]
+        await _verify(ses, "shop@example.com")
+        composed = await compose(_rich_message())
+        # A prebuilt message has no Bcc header left: its envelope says who gets it.
+        result = await ses.send_mail(composed.raw, envelope=composed.envelope)
+    stored = _moto_messages(moto_url)
+    assert len(stored) == 1
+    assert stored[0]["raw_data"].encode() == composed.raw
+    assert stored[0]["source"] == "shop@example.com"
+    # Bcc is only in the envelope: in the destinations, never in the message.
+    assert "dave@example.org" in stored[0]["destinations"]
+    assert b"dave@example.org" not in composed.raw
+    assert result.response == stored[0]["id"]
+    assert result.message_id == f"<{stored[0]['id']}@eu-west-1.amazonses.com>"
+    assert result.envelope.to == (
+        "ada@example.org",
+        "bob@example.org",
+        "carol@example.org",
+        "dave@example.org",
+    )
+    assert result.attempts == 1 and result.transport == "ses"
+
+
+async def test_message_fields_are_composed_and_sent(moto_url: str) -> None:
+    async with SESTransport(endpoint_url=moto_url) as ses:
+        await _verify(ses, "shop@example.com")
+        result = await ses.send_mail(_rich_message())
+    (stored,) = _moto_messages(moto_url)
+    parsed = BytesParser(policy=policy.default).parsebytes(stored["raw_data"].encode())
+    assert parsed["Subject"] == "Your order ✓"
+    assert parsed["Bcc"] is None
+    assert parsed.get_body(("plain",)).get_content().strip() == "Thanks for your order."  # type: ignore[union-attr]
+    names = [part.get_filename() for part in parsed.iter_attachments()]
+    assert "invoice.pdf" in names
+    # us-east-1 message ids use email.amazonses.com, as receivers see them.
+    assert result.message_id == f"<{stored['id']}@email.amazonses.com>"
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_unverified_sender_is_a_typed_error_naming_the_identity(
+    moto_url: str, api: str
+) -> None:
+    from botocore.exceptions import ClientError
+
+    async with SESTransport(endpoint_url=moto_url, api=api) as ses:  # type: ignore[arg-type]
+        with pytest.raises(IdentityNotVerifiedError) as info:
+            await ses.send_mail(from_="nobody@unverified.example", to="x@example.org", text="hi")
+    error = info.value
+    assert error.identity == "nobody@unverified.example"
+    assert error.code == "MessageRejected"
+    assert error.attempts == 1 and not error.retry_safe
+    assert isinstance(error.__cause__, ClientError)
+    assert "verify" in str(error)
+    assert _moto_messages(moto_url) == []
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2"])
+def test_message_id_format(region: str) -> None:
+    ses = SESTransport(region_name=region)
+    ses._region = region
+    host = "email" if region == "us-east-1" else region
+    assert ses.format_message_id("0102abc-def") == f"<0102abc-def@{host}.amazonses.com>"
+    assert ses.format_message_id("already@there.example") == "<already@there.example>"
+    assert ses.format_message_id("<already@there.example>") == "<already@there.example>"
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_ses_options_reach_the_request(api: str) -> None:
+    async with SESEndpoint() as endpoint, SESTransport(
+        endpoint_url=endpoint.url,
+        api=api,  # type: ignore[arg-type]
+        ses_defaults={"ConfigurationSetName": "default-set", "Tags": [{"Name": "app", "Value": "shop"}]},
+    ) as ses:
+        await ses.send_mail(
+            from_=SENDER,
+            to="ada@example.org",
+            text="hi",
+            ses={"ConfigurationSetName": "per-message"},
+        )
+        await ses.send_mail(from_=SENDER, to="ada@example.org", text="hi")
+    first, second = endpoint.messages()
+    tags_key = "EmailTags" if api == "v2" else "Tags"
+    # Per-message options win over the transport's defaults (shallow merge).
+    assert first.params["ConfigurationSetName"] == "per-message"
+    assert second.params["ConfigurationSetName"] == "default-set"
+    assert _tags(first.params[tags_key]) == {"app": "shop"}
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):  # v1 query form may arrive flattened
+        value = list(value.values())
+    return {tag["Name"]: tag["Value"] for tag in value}
+
+
+async def test_ses_options_may_not_override_what_the_transport_derives() -> None:
+    async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
+        with pytest.raises(ConfigurationError):
+            await ses.send_mail(from_=SENDER, to="a@example.org", text="x", ses={"Source": "x@y.z"})
+        assert endpoint.stats().requests.get("SendRawEmail", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        (
+            lambda: Message(from_=SENDER, to=[f"r{i}@example.org" for i in range(51)], text="x"),
+            TooManyRecipientsError,
+        ),
+        (lambda: Message(from_=SENDER, to="jörg@example.org", text="x"), SMTPUTF8RequiredError),
+        (
+            lambda: Message(
+                from_=SENDER,
+                to="a@example.org",
+                text="x",
+                attachments=[Attachment(filename="setup.exe", content=b"MZ")],
+            ),
+            MessageError,
+        ),
+        (
+            lambda: (
+                b"From: shop@example.com\r\nTo: a@example.org\r\nSubject: x\r\n\r\n"
+                + b"y" * 1200
+                + b"\r\n"
+            ),
+            MessageError,
+        ),
+    ],
+)
+async def test_preflight_checks_fail_before_any_request(message: Any, error: type[Exception]) -> None:
+    async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
+        with pytest.raises(error):
+            await ses.send_mail(message())
+        assert sum(endpoint.stats().requests.values()) == 0
+
+
+@pytest.mark.parametrize(("api", "limit"), [("v1", 10 * 1024 * 1024), ("v2", 40 * 1024 * 1024)])
+async def test_size_limit_per_api(api: str, limit: int) -> None:
+    body = b"A" * 76 + b"\r\n"
+    header = b"From: shop@example.com\r\nTo: a@example.org\r\nSubject: big\r\n\r\n"
+    raw = header + body * ((limit - len(header)) // len(body) + 1)
+    async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url, api=api) as ses:  # type: ignore[arg-type]
+        with pytest.raises(MessageTooLargeError) as info:
+            await ses.send_mail(raw)
+        # compose() adds Message-ID and Date to a raw message without them.
+        assert info.value.size > limit >= len(raw) - 200 and info.value.limit == limit
+        assert sum(endpoint.stats().requests.values()) == 0
+
+
+async def test_lifecycle_errors_are_clear() -> None:
+    ses = SESTransport(endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(TransportStateError, match="async with"):
+        await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+    async with SESEndpoint() as endpoint:
+        ses = SESTransport(endpoint_url=endpoint.url)
+        async with ses:
+            assert ses.state is TransportState.OPEN
+        assert ses.state is TransportState.CLOSED
+        with pytest.raises(TransportStateError, match="closed"):
+            await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+        with pytest.raises(TransportStateError):
+            await ses.__aenter__()
+
+
+async def test_credentials_never_appear_in_repr_or_our_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secrets = ("AKIAEXAMPLEKEY", "very-secret-value", "session-token-value")
+    caplog.set_level("DEBUG", logger="asyncmailer")
+    async with SESEndpoint(throttle_ratio=0.5, seed=3) as endpoint:
+        ses = SESTransport(
+            aws_access_key_id=secrets[0],
+            aws_secret_access_key=secrets[1],
+            aws_session_token=secrets[2],
+            endpoint_url=endpoint.url,
+            region_name="eu-west-1",
+        )
+        async with ses:
+            for _ in range(5):
+                await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+            shown = repr(ses) + str(ses)
+    assert "eu-west-1" in shown
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("asyncmailer")]
+    assert any("retrying" in text for text in ours)  # the retries were logged...
+    for secret in secrets:
+        assert secret not in shown
+        assert not any(secret in text for text in ours)  # ...without credentials
+
+
+async def test_max_connections_bounds_requests_in_flight_at_the_server() -> None:
+    async with SESEndpoint(latency=0.05) as endpoint, SESTransport(
+        endpoint_url=endpoint.url, max_connections=7
+    ) as ses:
+        await asyncio.gather(
+            *(ses.send_mail(from_=SENDER, to=f"r{i}@example.org", text="x") for i in range(60))
+        )
+        stats = endpoint.stats()
+    assert stats.messages_accepted == 60
+    assert stats.max_in_flight == 7
+
+
+async def test_user_client_is_used_unchanged_and_warned_about() -> None:
+    async with SESEndpoint() as endpoint:
+        session = get_session()
+        config = AioConfig(max_pool_connections=2)  # retries left at botocore's default
+        async with session.create_client(
+            "sesv2", config=config, **endpoint.client_kwargs()
+        ) as client:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                async with SESTransport(client, max_connections=10) as ses:
+                    assert ses.api == "v2"
+                    await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+            texts = [str(w.message) for w in caught]
+            assert any("connection pool (2)" in t for t in texts)
+            assert any("retries on its own" in t for t in texts)
+            # The transport did not close a client it did not create.
+            await client.get_account()
+            with pytest.raises(ConfigurationError), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                async with SESTransport(client, api="v1"):
+                    pass
+    assert endpoint.messages()[0].api == "v2"
+
+
+async def test_bcc_reaches_destinations_without_a_bcc_header() -> None:
+    async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url, api="v2") as ses:
+        await ses.send_mail(from_=SENDER, to="a@example.org", bcc="hidden@example.org", text="x")
+    (stored,) = endpoint.messages()
+    assert "hidden@example.org" in stored.destinations
+    assert b"hidden@example.org" not in stored.raw
+    assert base64.b64encode(b"hidden") not in stored.raw
