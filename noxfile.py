@@ -59,7 +59,13 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[bench]")
     _npm_install(session)
     session.run("python", "bench/bench_compose.py", "--write-docs", *session.posargs)
-    for script in ("bench_send.py", "bench_rate.py", "bench_looplag.py", "bench_queue.py", "bench_redis_limiter.py"):
+    for script in (
+        "bench_send.py",
+        "bench_rate.py",
+        "bench_looplag.py",
+        "bench_queue.py",
+        "bench_redis_limiter.py",
+    ):
         if os.path.exists(f"bench/{script}"):
             session.run("python", f"bench/{script}", "--write-docs")
 
@@ -80,7 +86,11 @@ def fuzz(session: nox.Session) -> None:
     """The long hypothesis campaign (100 000 examples per property)."""
     session.install("-e", ".[test]")
     session.run(
-        "python", "-m", "pytest", "-q", "tests/test_compose_properties.py",
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "tests/test_compose_properties.py",
         *[p for p in ("tests/test_send_properties.py",) if os.path.exists(p)],
         env={"HYPOTHESIS_PROFILE": "long"},
     )

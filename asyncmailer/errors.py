@@ -105,7 +105,7 @@ class TransportStateError(UsageError, RuntimeError):
 
     def __init__(self, message: str, *, state: str) -> None:
         super().__init__(message)
-        #: The transport's state when the call was made (``"unopened"``, ``"closing"``, ``"closed"``).
+        #: The transport's state at the call: ``"unopened"``, ``"closing"`` or ``"closed"``.
         self.state = state
 
 
@@ -328,7 +328,9 @@ class UndeliveredError(MailError):
     when the drain timeout ran out, or that failed while draining.
     """
 
-    def __init__(self, message: str, *, failures: Sequence[tuple[str | None, BaseException]]) -> None:
+    def __init__(
+        self, message: str, *, failures: Sequence[tuple[str | None, BaseException]]
+    ) -> None:
         super().__init__(message)
         #: ``(message_id or None, exception)`` for each message that was not delivered.
         self.failures = list(failures)

@@ -66,7 +66,7 @@ class Attachment:
     content: bytes | str | AsyncIterable[bytes] | None = None
     #: A local file to read.
     path: str | None = None
-    #: An ``http(s)://`` or ``data:`` URL (off unless URL access is enabled; ``data:`` always works).
+    #: An ``http(s)://`` URL (off unless URL access is enabled) or a ``data:`` URL.
     href: str | None = None
     #: MIME type; guessed from the filename when absent.
     content_type: str | None = None
@@ -74,7 +74,7 @@ class Attachment:
     content_disposition: Literal["attachment", "inline"] | None = None
     #: Content-ID for ``<img src="cid:...">`` references in the HTML body.
     cid: str | None = None
-    #: How ``content`` given as ``str`` is encoded: ``"base64"``, ``"hex"``, or a charset (default utf-8).
+    #: How ``str`` content is encoded: ``"base64"``, ``"hex"``, or a charset (default utf-8).
     encoding: str | None = None
     #: Force a transfer encoding (``"base64"``, ``"quoted-printable"``, ``"7bit"``...).
     content_transfer_encoding: str | None = None
@@ -136,11 +136,17 @@ class ListHeaders:
     requires an ``https`` unsubscribe URL.
     """
 
+    #: ``List-Help``: where to get help.
     help: ListValue | None = None
+    #: ``List-Unsubscribe``: ``https`` and/or ``mailto`` unsubscribe links.
     unsubscribe: ListValue | None = None
+    #: ``List-Subscribe``.
     subscribe: ListValue | None = None
+    #: ``List-Post``: how to post to the list.
     post: ListValue | None = None
+    #: ``List-Owner``.
     owner: ListValue | None = None
+    #: ``List-Archive``.
     archive: ListValue | None = None
     #: ``List-ID``: a ``ListLink(url="list.example.com", comment="My list")`` or a string.
     id: str | ListLink | None = None
@@ -179,10 +185,10 @@ class Message:
     #: Extra alternatives (``multipart/alternative`` siblings after the html one).
     alternatives: Sequence[Attachment] = ()
     attachments: Sequence[Attachment] = ()
-    #: Custom headers: ``{"X-Tag": "a"}``, ``{"X-Multi": ["a", "b"]}``, ``{"X-P": PreparedHeader(...)}``,
-    #: or a sequence of ``(name, value)`` pairs.
+    #: Custom headers: ``{"X-Tag": "a"}``, ``{"X-Multi": ["a", "b"]}``,
+    #: ``{"X-P": PreparedHeader(...)}``, or a sequence of ``(name, value)`` pairs.
     headers: Mapping[str, HeaderValue] | Sequence[tuple[str, str]] | None = None
-    #: ``List-*`` headers (Nodemailer's ``list``); a :class:`ListHeaders` or a mapping of its fields.
+    #: ``List-*`` headers (Nodemailer's ``list``): a :class:`ListHeaders` or a mapping.
     list_headers: ListHeaders | Mapping[str, Any] | None = None
     #: ``"high"``, ``"normal"`` or ``"low"``.
     priority: Literal["high", "normal", "low"] | None = None
@@ -210,4 +216,3 @@ class Message:
     dkim: Any = None
     #: Free-form data for your own code (hooks, logs); never sent.
     metadata: Mapping[str, Any] = field(default_factory=dict)
-

@@ -132,11 +132,17 @@ def test_message_id_format(region: str) -> None:
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
 async def test_ses_options_reach_the_request(api: str) -> None:
-    async with SESEndpoint() as endpoint, SESTransport(
-        endpoint_url=endpoint.url,
-        api=api,  # type: ignore[arg-type]
-        ses_defaults={"ConfigurationSetName": "default-set", "Tags": [{"Name": "app", "Value": "shop"}]},
-    ) as ses:
+    async with (
+        SESEndpoint() as endpoint,
+        SESTransport(
+            endpoint_url=endpoint.url,
+            api=api,  # type: ignore[arg-type]
+            ses_defaults={
+                "ConfigurationSetName": "default-set",
+                "Tags": [{"Name": "app", "Value": "shop"}],
+            },
+        ) as ses,
+    ):
         await ses.send_mail(
             from_=SENDER,
             to="ada@example.org",
@@ -192,7 +198,9 @@ async def test_ses_options_may_not_override_what_the_transport_derives() -> None
         ),
     ],
 )
-async def test_preflight_checks_fail_before_any_request(message: Any, error: type[Exception]) -> None:
+async def test_preflight_checks_fail_before_any_request(
+    message: Any, error: type[Exception]
+) -> None:
     async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
         with pytest.raises(error):
             await ses.send_mail(message())
@@ -253,9 +261,10 @@ async def test_credentials_never_appear_in_repr_or_our_logs(
 
 
 async def test_max_connections_bounds_requests_in_flight_at_the_server() -> None:
-    async with SESEndpoint(latency=0.05) as endpoint, SESTransport(
-        endpoint_url=endpoint.url, max_connections=7
-    ) as ses:
+    async with (
+        SESEndpoint(latency=0.05) as endpoint,
+        SESTransport(endpoint_url=endpoint.url, max_connections=7) as ses,
+    ):
         await asyncio.gather(
             *(ses.send_mail(from_=SENDER, to=f"r{i}@example.org", text="x") for i in range(60))
         )

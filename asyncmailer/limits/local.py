@@ -47,8 +47,8 @@ class LocalRateLimiter(RateLimiter):
     __slots__ = (
         "_adaptive",
         "_bucket",
-        "_chunk",
         "_cap",
+        "_chunk",
         "_lock",
         "_log",
         "_log_units",

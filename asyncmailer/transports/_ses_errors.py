@@ -78,7 +78,7 @@ def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailErr
     ``context`` may name the ``configuration_set`` used. The caller raises the result
     ``from exc``.
     """
-    from botocore import exceptions as bce  # noqa: PLC0415 - botocore loads with the client
+    from botocore import exceptions as bce
 
     if isinstance(exc, bce.ClientError):
         return _map_client_error(exc, action=action, **context)
@@ -119,11 +119,12 @@ def _never_connected(exc: BaseException) -> bool:
     """True when aiohttp failed to open the connection, so nothing was sent."""
     cause = getattr(exc, "kwargs", {}).get("error")
     try:
-        import aiohttp  # noqa: PLC0415 - aiobotocore's own dependency
+        import aiohttp
     except ImportError:  # pragma: no cover
         return False
     # ClientConnectorError: the TCP/TLS connection never opened. gaierror: DNS failed.
     return isinstance(cause, aiohttp.ClientConnectorError | socket.gaierror)
+
 
 def _map_client_error(exc: Any, *, action: str, configuration_set: str | None = None) -> MailError:
     response = exc.response

@@ -2,17 +2,33 @@
 
 A concrete transport implements a tiny interface — :meth:`Transport._open`,
 :meth:`Transport._close` and :meth:`Transport._deliver` (plus, optionally,
-:meth:`Transport._preflight` and :meth:`Transport._weight`) — and inherits everything else.
-Backend exceptions are mapped to :mod:`asyncmailer.errors` inside ``_deliver``, in one place
-per transport.
+:meth:`Transport._preflight`, :meth:`Transport._weight`, :meth:`Transport._reserve` and
+:meth:`Transport._unreserve`) — and inherits everything else. Backend exceptions are
+mapped to :mod:`asyncmailer.errors` inside ``_deliver``, in one place per transport.
 
 The send path, for each message::
 
-    compose → preflight checks → [connection slot] → [rate limiter] → _deliver
-                     ↑ typed error, nothing sent       ↑ retry-safe failure: back off, go again
+    compose → preflight → _reserve → [connection slot] → [rate limiter] → _deliver
+                  ↑ typed error, nothing sent                ↑ retry-safe failure: back off,
+                                                               then _reserve again
 
 A connection slot is taken *before* the rate limiter so that a granted unit turns into a
-request at once: the server sees the same spacing the limiter produced.
+request at once: the server sees the same spacing the limiter produced. Anything that may
+wait a long time without sending (the SES daily quota) happens in ``_reserve``, before
+both, so that it never holds a slot or a granted unit.
+
+Guarantees (see ``docs/reliability.md``):
+
+- a :class:`~asyncmailer.errors.MessageError` or a failure before ``_deliver`` is called
+  means nothing was sent;
+- only :attr:`~asyncmailer.errors.Outcome.RETRY_SAFE` failures are retried, unless the
+  :class:`~asyncmailer.retry.RetryPolicy` opts in to ambiguous ones;
+- an error that is reported as retry-safe really is: if an earlier attempt may have been
+  accepted, the final error is a :class:`~asyncmailer.errors.DeliveryUnknownError`;
+- cancelling ``send_mail`` before ``_deliver`` gives back its connection slot and its
+  place in the rate limiter's queue;
+- ``aclose()`` drains, then aborts and reports what is left; nothing is sent after it
+  returns.
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ from asyncmailer.errors import (
     DeliveryError,
     DeliveryUnknownError,
     MailError,
+    Outcome,
     SendAbortedError,
     SendingRateExceededError,
     TransportStateError,
@@ -49,14 +66,14 @@ from asyncmailer.retry import RetryPolicy
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["Delivery", "MessageInput", "Transport", "TransportState"]
+__all__ = ["Delivery", "MessageInput", "SendOutcome", "Transport", "TransportState"]
 
 logger = logging.getLogger("asyncmailer")
 
 #: What ``send_mail`` accepts: a :class:`Message`, a stdlib ``EmailMessage``, or a raw message.
 MessageInput: TypeAlias = "Message | EmailMessage | bytes | str"
 
-#: Result type of :meth:`Transport.send_many`: one per input message, in order.
+#: What :meth:`Transport.send_many` yields for each input message, in order.
 SendOutcome: TypeAlias = "SendResult | MailError"
 
 
@@ -78,6 +95,28 @@ class Delivery(NamedTuple):
     message_id: str
 
 
+class _Phase(enum.Enum):
+    """Where one send is; decides what an abort by ``aclose()`` reports."""
+
+    PREPARING = "preparing"
+    WAITING = "waiting"  # for the quota, a connection slot or the rate limiter
+    IN_FLIGHT = "in_flight"  # inside _deliver: the backend may accept the message
+    BACKOFF = "backoff"
+
+
+class _SendTrack:
+    """Book-keeping of one ``send_mail`` call, read when it is aborted."""
+
+    __slots__ = ("attempts", "maybe_sent", "message_id", "phase")
+
+    def __init__(self) -> None:
+        self.phase = _Phase.PREPARING
+        self.attempts = 0
+        #: An earlier attempt ended ambiguously and was retried: it may have been accepted.
+        self.maybe_sent = False
+        self.message_id: str | None = None
+
+
 class Transport(abc.ABC):
     """Base class of all transports. Use a transport as an async context manager::
 
@@ -89,7 +128,9 @@ class Transport(abc.ABC):
     :meth:`_weight`) builds a :class:`~asyncmailer.limits.LocalRateLimiter`; pass
     ``rate_limiter`` instead to share a rate (e.g. ``RedisRateLimiter``). ``max_connections``
     bounds the requests in flight with an :class:`asyncio.Semaphore`. Both are created in
-    ``__aenter__``, inside the event loop that uses them.
+    ``__aenter__``, inside the event loop that uses them. ``retry`` decides which failures
+    are tried again (:class:`~asyncmailer.retry.RetryPolicy`); ``drain_timeout`` bounds how
+    long :meth:`aclose` waits for queued and in-flight sends.
     """
 
     #: Short name reported in :attr:`SendResult.transport`.
@@ -117,15 +158,26 @@ class Transport(abc.ABC):
                 f"max_connections must be a positive integer, got {max_connections!r}",
                 option="max_connections",
             )
-        if drain_timeout is not None and drain_timeout < 0:
-            raise ConfigurationError("drain_timeout must be >= 0", option="drain_timeout")
+        if drain_timeout is not None and (
+            isinstance(drain_timeout, bool)
+            or not isinstance(drain_timeout, (int, float))
+            or not drain_timeout >= 0  # also refuses NaN
+        ):
+            raise ConfigurationError(
+                f"drain_timeout must be a number >= 0 or None, got {drain_timeout!r}",
+                option="drain_timeout",
+            )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be a RetryPolicy, not {type(retry).__name__}", option="retry"
+            )
         #: Rate limit asked for, units per second (None: unlimited or ``rate_limiter``).
         self.sending_rate = sending_rate
         #: Maximum requests in flight (None: unbounded).
         self.max_connections = max_connections
-        #: Retry policy applied to retry-safe failures.
+        #: Retry policy applied to failed attempts.
         self.retry = retry if retry is not None else RetryPolicy()
-        #: Seconds ``aclose`` waits for queued and in-flight sends.
+        #: Seconds ``aclose`` waits for queued and in-flight sends (None: no limit).
         self.drain_timeout = drain_timeout
         self._rate_limiter_given = rate_limiter
         self._limiter: RateLimiter | None = None
@@ -154,9 +206,25 @@ class Transport(abc.ABC):
         """Rate-limiter units one message uses (SES: one per recipient)."""
         return 1
 
+    async def _reserve(self, composed: ComposedMessage, message: Message | None) -> None:  # noqa: B027
+        """Wait for, or refuse, a backend allowance before each attempt (SES: daily quota).
+
+        Runs before the connection slot and the rate limiter, so a long wait here holds
+        neither. Raising a :class:`~asyncmailer.errors.DeliveryError` fails the attempt
+        with nothing sent.
+        """
+
+    def _unreserve(self, composed: ComposedMessage, message: Message | None) -> None:  # noqa: B027
+        """Give back what :meth:`_reserve` took when the attempt ended before ``_deliver``."""
+
     @abc.abstractmethod
     async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
-        """Hand one message to the backend; map backend errors to ``DeliveryError``."""
+        """Hand one message to the backend; map backend errors to ``DeliveryError``.
+
+        The error's :class:`~asyncmailer.errors.Outcome` must tell the truth: ``RETRY_SAFE``
+        only when the backend certainly did not accept the message. Any other exception
+        escaping from here is reported as :class:`~asyncmailer.errors.DeliveryUnknownError`.
+        """
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -169,6 +237,11 @@ class Transport(abc.ABC):
     def rate_limiter(self) -> RateLimiter | None:
         """The rate limiter in use while open (None when sends are not rate limited)."""
         return self._limiter
+
+    @property
+    def pending(self) -> int:
+        """Number of ``send_mail`` calls in progress (composing, queued, or in flight)."""
+        return self._pending
 
     def _initial_rate(self) -> float | None:
         """The rate for the default limiter; transports that discover it override this."""
@@ -201,6 +274,7 @@ class Transport(abc.ABC):
                 self._semaphore = asyncio.Semaphore(self.max_connections)
         except BaseException:
             self._state = TransportState.CLOSED
+            self._closed.set()
             await self._shutdown()
             raise
         return self
@@ -222,11 +296,16 @@ class Transport(abc.ABC):
     async def aclose(self) -> None:
         """Stop accepting sends, drain queued and in-flight ones, release resources.
 
-        Waits up to ``drain_timeout`` seconds; sends still waiting then are aborted
-        (:class:`~asyncmailer.errors.SendAbortedError`, nothing sent) and sends still in
-        flight are cancelled (:class:`~asyncmailer.errors.DeliveryUnknownError`). Raises
-        :class:`~asyncmailer.errors.UndeliveredError` listing every message that failed
-        during the drain. Nothing is sent after this returns.
+        New ``send_mail`` calls fail at once with
+        :class:`~asyncmailer.errors.TransportStateError`. Calls already made (composing,
+        waiting for a slot or the rate limiter, backing off, in flight) go on for up to
+        ``drain_timeout`` seconds. Then the ones that have not reached the backend are
+        aborted with :class:`~asyncmailer.errors.SendAbortedError` (nothing sent) and the
+        ones in flight are cancelled with :class:`~asyncmailer.errors.DeliveryUnknownError`
+        (the backend may have accepted them). If ``aclose`` itself is cancelled, the drain
+        ends at once the same way. Raises :class:`~asyncmailer.errors.UndeliveredError`
+        listing every message that failed while closing; each ``send_mail`` caller also
+        gets its own error. Nothing is sent after this returns.
         """
         if self._state is TransportState.CLOSED:
             return
@@ -240,17 +319,21 @@ class Transport(abc.ABC):
         self._state = TransportState.CLOSING
         try:
             if self._pending:
-                try:
-                    with anyio.fail_after(self.drain_timeout):
-                        await self._idle.wait()
-                except TimeoutError:
-                    for scope in list(self._scopes):
-                        scope.cancel()
+                with anyio.move_on_after(self.drain_timeout):
                     await self._idle.wait()
         finally:
-            await self._shutdown()
-            self._state = TransportState.CLOSED
-            self._closed.set()
+            try:
+                if self._pending:
+                    for scope in list(self._scopes):
+                        scope.cancel()
+                    # Shielded: even if aclose() is being cancelled, nothing may be left
+                    # running against a backend that is about to be released.
+                    with anyio.CancelScope(shield=True):
+                        await self._idle.wait()
+                await self._shutdown()
+            finally:
+                self._state = TransportState.CLOSED
+                self._closed.set()
         failures, self._failures = self._failures, []
         if failures:
             raise UndeliveredError(
@@ -280,7 +363,9 @@ class Transport(abc.ABC):
 
     # ------------------------------------------------------------------ sending
 
-    async def prepare(self, message: MessageInput | None = None, /, **fields: Any) -> tuple[ComposedMessage, Message | None]:
+    async def prepare(
+        self, message: MessageInput | None = None, /, **fields: Any
+    ) -> tuple[ComposedMessage, Message | None]:
         """Compose and check a message exactly as :meth:`send_mail` would, without sending."""
         from asyncmailer.mime import compose  # noqa: PLC0415 - keeps transports importable alone
 
@@ -317,90 +402,35 @@ class Transport(abc.ABC):
         ``message`` may be a :class:`~asyncmailer.Message`, a stdlib ``EmailMessage`` or a
         complete raw message; keyword ``fields`` build (or override fields of) a ``Message``.
         Invalid input raises a :class:`~asyncmailer.errors.MessageError` before anything is
-        sent. Cancelling the call while it waits for a connection slot or the rate limiter
-        gives the capacity back; cancelling it during the backend call leaves the outcome
-        unknown (the backend may have accepted the message).
+        sent. Failed attempts are retried as :attr:`retry` allows; the error finally raised
+        is a :class:`~asyncmailer.errors.DeliveryError` whose ``outcome`` and ``attempts``
+        say what is known.
+
+        Cancelling the call while it composes, waits for a connection slot or the rate
+        limiter, or backs off gives the capacity back and sends nothing. Cancelling it
+        during the backend call leaves the outcome unknown: the backend may have accepted
+        the message.
         """
         loop = self._check_open()
+        assert self._idle is not None
         started = loop.time()
-        composed, msg = await self.prepare(message, **fields)
-        self._check_open()  # composing yields to the loop; the transport may be closing now
-        return await self._send_composed(composed, msg, started)
-
-    async def _send_composed(
-        self, composed: ComposedMessage, msg: Message | None, started: float
-    ) -> SendResult:
-        loop = self._loop
-        assert loop is not None and self._idle is not None
-        weight = self._weight(composed)
-        in_flight = False
+        track = _SendTrack()
+        # Counted from the call, not from the end of composition, so that aclose() drains
+        # (or reports) every send that was accepted while the transport was open.
         self._pending += 1
         self._idle.clear()
         scope = anyio.CancelScope()
         self._scopes.add(scope)
         try:
             with scope:
-                attempt = 0
-                rate_wait = conn_wait = 0.0
-                while True:
-                    attempt += 1
-                    error: DeliveryError
-                    queued_at = loop.time()
-                    async with self._semaphore or contextlib.nullcontext():
-                        conn_wait += loop.time() - queued_at
-                        if self._limiter is not None:
-                            rate_wait += await self._limiter.acquire(weight)
-                        in_flight = True
-                        try:
-                            delivery = await self._deliver(composed, msg)
-                        except DeliveryError as exc:
-                            error = exc
-                        else:
-                            return SendResult(
-                                envelope=composed.envelope,
-                                message_id=delivery.message_id,
-                                response=delivery.response,
-                                rate_wait=rate_wait,
-                                connection_wait=conn_wait,
-                                attempts=attempt,
-                                elapsed=loop.time() - started,
-                                transport=self.name,
-                            )
-                        finally:
-                            in_flight = False
-                    error.attempts = attempt
-                    if error.message_id is None:
-                        error.message_id = composed.message_id
-                    if isinstance(error, SendingRateExceededError) and self._limiter is not None:
-                        self._limiter.throttled()
-                    if not self.retry.should_retry(error, attempt, loop.time() - started):
-                        raise error
-                    delay = self.retry.backoff(attempt, self._rng)
-                    logger.info(
-                        "asyncmailer: %s for %s (attempt %d), retrying in %.3fs",
-                        type(error).__name__,
-                        composed.message_id,
-                        attempt,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
+                composed, msg = await self.prepare(message, **fields)
+                track.message_id = composed.message_id
+                return await self._send_prepared(composed, msg, started, track)
             # Only reached when aclose() cancelled the scope after the drain timeout.
-            aborted: DeliveryError
-            if in_flight:
-                aborted = DeliveryUnknownError(
-                    "the transport closed while the request was in flight; the backend may "
-                    "have accepted the message",
-                    message_id=composed.message_id,
-                )
-            else:
-                aborted = SendAbortedError(
-                    "the transport closed before the message was sent (drain timeout)",
-                    message_id=composed.message_id,
-                )
-            raise aborted
+            raise self._aborted(track)
         except MailError as exc:
-            if self._state is TransportState.CLOSING:
-                self._failures.append((composed.message_id, exc))
+            if self._state is not TransportState.OPEN:
+                self._failures.append((track.message_id, exc))
             raise
         finally:
             self._scopes.discard(scope)
@@ -408,77 +438,227 @@ class Transport(abc.ABC):
             if not self._pending:
                 self._idle.set()
 
+    @staticmethod
+    def _aborted(track: _SendTrack) -> DeliveryError:
+        if track.phase is _Phase.IN_FLIGHT or track.maybe_sent:
+            return DeliveryUnknownError(
+                "the transport closed while the request was in flight; the backend may "
+                "have accepted the message",
+                message_id=track.message_id,
+                attempts=max(1, track.attempts),
+            )
+        return SendAbortedError(
+            "the transport closed before the message was sent (drain timeout)",
+            message_id=track.message_id,
+            attempts=track.attempts,
+        )
+
+    async def _send_prepared(
+        self,
+        composed: ComposedMessage,
+        msg: Message | None,
+        started: float,
+        track: _SendTrack,
+    ) -> SendResult:
+        loop = self._loop
+        assert loop is not None
+        weight = self._weight(composed)
+        rate_wait = conn_wait = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            track.attempts = attempt
+            track.phase = _Phase.WAITING
+            error: DeliveryError
+            delivering = False
+            try:
+                await self._reserve(composed, msg)
+                try:
+                    queued_at = loop.time()
+                    async with self._semaphore or contextlib.nullcontext():
+                        conn_wait += loop.time() - queued_at
+                        limiter = self._limiter
+                        if limiter is not None:
+                            rate_wait += await limiter.acquire(weight)
+                        delivering = True
+                        track.phase = _Phase.IN_FLIGHT
+                        delivery = await self._deliver(composed, msg)
+                        track.phase = _Phase.WAITING
+                except BaseException:
+                    if not delivering:
+                        self._unreserve(composed, msg)
+                    raise
+            except DeliveryError as exc:
+                error = exc
+            except MailError:
+                raise  # usage or message errors: nothing to retry
+            except Exception as exc:
+                if not delivering:
+                    raise
+                error = DeliveryUnknownError(
+                    f"{type(self).__name__} failed unexpectedly during the request "
+                    f"({type(exc).__name__}: {exc}); the backend may have accepted the message"
+                )
+                error.__cause__ = exc
+            else:
+                if track.maybe_sent:
+                    logger.warning(
+                        "asyncmailer: %s delivered on attempt %d after an ambiguous failure; "
+                        "it may have been delivered twice",
+                        composed.message_id,
+                        attempt,
+                    )
+                return SendResult(
+                    envelope=composed.envelope,
+                    message_id=delivery.message_id,
+                    response=delivery.response,
+                    rate_wait=rate_wait,
+                    connection_wait=conn_wait,
+                    attempts=attempt,
+                    elapsed=loop.time() - started,
+                    transport=self.name,
+                )
+            finally:
+                track.phase = _Phase.WAITING
+
+            error.attempts = attempt
+            if error.message_id is None:
+                error.message_id = composed.message_id
+            if isinstance(error, SendingRateExceededError) and self._limiter is not None:
+                self._limiter.throttled()
+            delay = self.retry.next_delay(error, attempt, loop.time() - started, self._rng)
+            if delay is None:
+                raise self._final(error, track) from (None if track.maybe_sent else error.__cause__)
+            if error.outcome is Outcome.AMBIGUOUS:
+                track.maybe_sent = True
+            logger.info(
+                "asyncmailer: %s for %s (attempt %d), retrying in %.3fs",
+                type(error).__name__,
+                composed.message_id,
+                attempt,
+                delay,
+            )
+            track.phase = _Phase.BACKOFF
+            await asyncio.sleep(delay)
+
+    @staticmethod
+    def _final(error: DeliveryError, track: _SendTrack) -> DeliveryError:
+        """The error to raise: never claim "retry-safe" after an ambiguous attempt."""
+        if not track.maybe_sent or error.outcome is Outcome.AMBIGUOUS:
+            return error
+        unknown = DeliveryUnknownError(
+            f"an earlier attempt may have been accepted (its outcome was unknown and it was "
+            f"retried); the last attempt failed with {type(error).__name__}: {error}",
+            code=error.code,
+            service_message=error.service_message,
+            request_id=error.request_id,
+            message_id=error.message_id,
+            attempts=error.attempts,
+        )
+        unknown.__cause__ = error
+        return unknown
+
     async def send_many(
         self,
         messages: Iterable[MessageInput] | AsyncIterable[MessageInput],
         *,
         concurrency: int | None = None,
-        progress: Callable[[int, SendResult | MailError], object] | None = None,
-    ) -> AsyncIterator[SendResult | MailError]:
+        progress: Callable[[int, SendOutcome], object] | None = None,
+    ) -> AsyncIterator[SendOutcome]:
         """Send many messages with bounded concurrency; yield one outcome each, in order.
+
+        Example::
+
+            async with contextlib.aclosing(ses.send_many(messages, concurrency=20)) as outcomes:
+                async for outcome in outcomes:
+                    if isinstance(outcome, MailError):
+                        log_failure(outcome)
 
         An outcome is a :class:`SendResult` or the :class:`~asyncmailer.errors.MailError`
         that message ended with (errors are yielded, not raised, so one bad message does
-        not stop the batch). ``messages`` is consumed lazily: at most ``concurrency``
-        messages are being sent and at most ``2 × concurrency`` outcomes wait to be
-        yielded, whatever the length of the input. ``progress(done, outcome)`` is called
-        after each outcome.
+        not stop the batch). ``messages`` (an iterable or async iterable) is consumed
+        lazily by ``concurrency`` worker tasks (default: ``max_connections``, else 32) —
+        never one task per message: at most ``concurrency`` messages are being sent and at
+        most ``2 × concurrency`` outcomes wait to be yielded, whatever the length of the
+        input. ``progress(done, outcome)`` is called before each outcome is yielded.
+
+        An exception from ``messages`` itself, from ``progress``, or one that is not a
+        ``MailError`` stops the batch and is raised here. Leaving the loop early (or
+        closing the generator) cancels the sends in progress, with ``send_mail``'s
+        cancellation semantics; use :func:`contextlib.aclosing` to make that immediate.
         """
         self._check_open()
-        workers_n = concurrency or self.max_connections or 32
-        if workers_n < 1:
-            raise ConfigurationError("concurrency must be positive", option="concurrency")
-        window = 2 * workers_n
+        workers_n = self.max_connections or 32 if concurrency is None else concurrency
+        if isinstance(workers_n, bool) or not isinstance(workers_n, int) or workers_n < 1:
+            raise ConfigurationError(
+                f"concurrency must be a positive integer, got {concurrency!r}",
+                option="concurrency",
+            )
+        loop = asyncio.get_running_loop()
         source = _aiter(messages)
-        results: dict[int, SendResult | MailError] = {}
-        cond = asyncio.Condition()
-        taken = yielded = 0
+        # Futures of the outcomes, in input order. Its bound is what keeps memory flat: a
+        # worker that finds it full waits (holding the pull lock, so order is kept).
+        ordered: asyncio.Queue[asyncio.Future[SendOutcome] | None] = asyncio.Queue(
+            maxsize=2 * workers_n
+        )
+        pull_lock = asyncio.Lock()
         exhausted = False
 
         async def worker() -> None:
-            nonlocal taken, exhausted
+            nonlocal exhausted
             while True:
-                async with cond:
-                    await cond.wait_for(lambda: exhausted or taken < yielded + window)
+                async with pull_lock:
                     if exhausted:
                         return
                     try:
                         item = await source.__anext__()
                     except StopAsyncIteration:
                         exhausted = True
-                        cond.notify_all()
+                        await ordered.put(None)
                         return
-                    index = taken
-                    taken += 1
-                outcome: SendResult | MailError
+                    except Exception as exc:
+                        exhausted = True
+                        failed: asyncio.Future[SendOutcome] = loop.create_future()
+                        failed.set_exception(exc)
+                        await ordered.put(failed)
+                        await ordered.put(None)
+                        return
+                    future: asyncio.Future[SendOutcome] = loop.create_future()
+                    await ordered.put(future)
                 try:
-                    outcome = await self.send_mail(item)
+                    outcome: SendOutcome = await self.send_mail(item)
                 except MailError as exc:
                     outcome = exc
-                async with cond:
-                    results[index] = outcome
-                    cond.notify_all()
+                except Exception as exc:
+                    future.set_exception(exc)
+                    continue
+                except BaseException:
+                    future.cancel()
+                    raise
+                future.set_result(outcome)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(workers_n)]
+        tasks = [loop.create_task(worker()) for _ in range(workers_n)]
+        done = 0
         try:
             while True:
-                async with cond:
-                    await cond.wait_for(
-                        lambda: yielded in results or (exhausted and yielded >= taken)
-                    )
-                    if yielded not in results:
-                        break
-                    outcome = results.pop(yielded)
-                    yielded += 1
-                    cond.notify_all()
+                next_future = await ordered.get()
+                if next_future is None:
+                    break
+                outcome = await next_future
+                done += 1
                 if progress is not None:
-                    progress(yielded, outcome)
+                    progress(done, outcome)
                 yield outcome
-            await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Futures still queued belong to cancelled sends: nobody will read them.
+            while not ordered.empty():
+                leftover = ordered.get_nowait()
+                if leftover is not None and leftover.done() and not leftover.cancelled():
+                    leftover.exception()  # mark retrieved: no "never retrieved" warning
+            await source.aclose()
 
 
 async def _aiter(

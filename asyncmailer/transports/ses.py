@@ -24,16 +24,16 @@ from typing import Any, Literal
 from asyncmailer.errors import (
     ConfigurationError,
     DeliveryError,
-    Outcome,
     MessageError,
     MessageTooLargeError,
+    Outcome,
     SMTPUTF8RequiredError,
     TooManyRecipientsError,
 )
+from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Message
 from asyncmailer.result import ComposedMessage
 from asyncmailer.retry import RetryPolicy
-from asyncmailer.limits import RateLimiter
 from asyncmailer.transports._ses_errors import map_ses_error
 from asyncmailer.transports._ses_quota import DailyQuotaPolicy, QuotaTracker
 from asyncmailer.transports.base import Delivery, Transport
@@ -232,8 +232,8 @@ class SESTransport(Transport):
             self._client = None
 
     async def _create_client(self) -> Any:
-        from aiobotocore.config import AioConfig  # noqa: PLC0415
-        from aiobotocore.session import get_session  # noqa: PLC0415
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
 
         session = self._session or get_session()
         pool = max(10, self.max_connections or 10)
@@ -302,7 +302,9 @@ class SESTransport(Transport):
             else:
                 quota = await self._client.get_send_quota()
         except Exception as exc:
-            mapped = map_ses_error(exc, action="ses:GetSendQuota" if self.api == "v1" else "ses:GetAccount")
+            mapped = map_ses_error(
+                exc, action="ses:GetSendQuota" if self.api == "v1" else "ses:GetAccount"
+            )
             if mapped is None:
                 raise
             raise mapped from exc
