@@ -168,7 +168,7 @@ async def test_ses_options_may_not_override_what_the_transport_derives() -> None
     async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
         with pytest.raises(ConfigurationError):
             await ses.send_mail(from_=SENDER, to="a@example.org", text="x", ses={"Source": "x@y.z"})
-        assert endpoint.stats().requests.get("SendRawEmail", 0) == 0
+        assert endpoint.stats().requests.get("ses:SendRawEmail", 0) == 0
 
 
 @pytest.mark.parametrize(

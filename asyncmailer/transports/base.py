@@ -40,7 +40,7 @@ import dataclasses
 import enum
 import logging
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from email.message import EmailMessage
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
@@ -351,7 +351,9 @@ class Transport(abc.ABC):
     def _check_open(self) -> asyncio.AbstractEventLoop:
         if self._state is not TransportState.OPEN:
             hint = {
-                TransportState.UNOPENED: "use 'async with transport:' (or await transport.__aenter__())",
+                TransportState.UNOPENED: (
+                    "use 'async with transport:' (or await transport.__aenter__())"
+                ),
                 TransportState.CLOSING: "the transport is closing",
                 TransportState.CLOSED: "the transport is closed; create a new one",
             }[self._state]
@@ -367,7 +369,7 @@ class Transport(abc.ABC):
         self, message: MessageInput | None = None, /, **fields: Any
     ) -> tuple[ComposedMessage, Message | None]:
         """Compose and check a message exactly as :meth:`send_mail` would, without sending."""
-        from asyncmailer.mime import compose  # noqa: PLC0415 - keeps transports importable alone
+        from asyncmailer.mime import compose  # keeps transports importable alone
 
         msg: Message | None
         if message is None:
@@ -390,7 +392,8 @@ class Transport(abc.ABC):
             composed = await compose(message)
         else:
             raise ConfigurationError(
-                f"send_mail() takes a Message, EmailMessage, bytes or str, not {type(message).__name__}",
+                "send_mail() takes a Message, EmailMessage, bytes or str, "
+                f"not {type(message).__name__}",
                 option="message",
             )
         self._preflight(composed, msg)
@@ -483,7 +486,6 @@ class Transport(abc.ABC):
                         delivering = True
                         track.phase = _Phase.IN_FLIGHT
                         delivery = await self._deliver(composed, msg)
-                        track.phase = _Phase.WAITING
                 except BaseException:
                     if not delivering:
                         self._unreserve(composed, msg)
@@ -518,9 +520,8 @@ class Transport(abc.ABC):
                     elapsed=loop.time() - started,
                     transport=self.name,
                 )
-            finally:
-                track.phase = _Phase.WAITING
-
+            # Not in a ``finally``: an abort by aclose() must still see IN_FLIGHT.
+            track.phase = _Phase.WAITING
             error.attempts = attempt
             if error.message_id is None:
                 error.message_id = composed.message_id
@@ -528,7 +529,7 @@ class Transport(abc.ABC):
                 self._limiter.throttled()
             delay = self.retry.next_delay(error, attempt, loop.time() - started, self._rng)
             if delay is None:
-                raise self._final(error, track) from (None if track.maybe_sent else error.__cause__)
+                raise self._final(error, track)
             if error.outcome is Outcome.AMBIGUOUS:
                 track.maybe_sent = True
             logger.info(
@@ -588,7 +589,7 @@ class Transport(abc.ABC):
         cancellation semantics; use :func:`contextlib.aclosing` to make that immediate.
         """
         self._check_open()
-        workers_n = self.max_connections or 32 if concurrency is None else concurrency
+        workers_n = (self.max_connections or 32) if concurrency is None else concurrency
         if isinstance(workers_n, bool) or not isinstance(workers_n, int) or workers_n < 1:
             raise ConfigurationError(
                 f"concurrency must be a positive integer, got {concurrency!r}",
@@ -663,7 +664,7 @@ class Transport(abc.ABC):
 
 async def _aiter(
     messages: Iterable[MessageInput] | AsyncIterable[MessageInput],
-) -> AsyncIterator[MessageInput]:
+) -> AsyncGenerator[MessageInput, None]:
     if isinstance(messages, AsyncIterable):
         async for item in messages:
             yield item

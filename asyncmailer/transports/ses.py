@@ -403,9 +403,16 @@ class SESTransport(Transport):
         host = "email" if self._region == "us-east-1" else self._region
         return f"<{ses_id}@{host}.amazonses.com>"
 
+    async def _reserve(self, composed: ComposedMessage, message: Message | None) -> None:
+        # Before the connection slot and the rate limiter: a send waiting for the daily
+        # quota must not hold a granted rate unit (they would all fire at once later).
+        await self._quota.reserve(self._weight(composed))
+
+    def _unreserve(self, composed: ComposedMessage, message: Message | None) -> None:
+        self._quota.release(self._weight(composed))
+
     async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
         weight = self._weight(composed)
-        await self._quota.reserve(weight)
         options = self._merge_options(message.ses if message is not None else None)
         envelope = composed.envelope
         client = self._client
@@ -430,7 +437,10 @@ class SESTransport(Transport):
                 action=_ACTIONS[self.api],
                 configuration_set=options.get("ConfigurationSetName"),
             )
-            if not (isinstance(mapped, DeliveryError) and mapped.outcome is Outcome.AMBIGUOUS):
+            # An unmapped exception is reported as unknown by the base class: keep it counted.
+            if mapped is not None and not (
+                isinstance(mapped, DeliveryError) and mapped.outcome is Outcome.AMBIGUOUS
+            ):
                 self._quota.release(weight)  # SES sent nothing
             if mapped is None:
                 raise

@@ -1,0 +1,632 @@
+"""SMTP over aiosmtplib, with a pool of reused connections.
+
+Example::
+
+    async with SMTPTransport(hostname="smtp.example.com", port=587, start_tls=True,
+                             username="app", password=secret, max_connections=5) as smtp:
+        result = await smtp.send_mail(from_="shop@example.com", to="ada@example.com",
+                                      subject="Hi", text="Hello")
+        print(result.response)   # "250 2.0.0 Ok: queued as 4Xyz"
+
+The pool keeps up to ``max_connections`` SMTP sessions open (the base class's semaphore
+bounds the sends in flight to the same number) and reuses them: a connection carries at
+most ``max_messages_per_connection`` messages, and is closed (QUIT) after
+``idle_timeout`` seconds unused. A pooled connection the server closed meanwhile is
+noticed at ``MAIL FROM``, before anything was sent, and replaced at once.
+
+How SMTP outcomes map to :mod:`asyncmailer.errors` (all in :func:`_map_smtp_error`):
+
+=====================================  =============================================
+4xx reply (before or after DATA)        :class:`ServiceUnavailableError`, retry-safe
+``454 Throttling failure: Maximum       :class:`SendingRateExceededError` (Amazon SES's
+sending rate exceeded``                 SMTP interface); "Daily message quota" →
+                                        :class:`DailyQuotaExceededError`
+5xx reply to MAIL, RCPT or DATA         :class:`MessageRejectedError`, final
+recipients refused at RCPT              :class:`RecipientsRefusedError` (``refused``)
+AUTH refused (5xx)                      :class:`AccessDeniedError` (``action="smtp:AUTH"``)
+timeout before DATA / while connecting  :class:`DeliveryTimeoutError`, retry-safe
+timeout during DATA                     :class:`DeliveryTimeoutError`, ambiguous
+connection lost before DATA             :class:`ServiceUnavailableError`, retry-safe
+connection lost during DATA             :class:`DeliveryUnknownError`, ambiguous
+TLS handshake / certificate failure     :class:`ServiceUnavailableError`, final
+STARTTLS or AUTH not offered            :class:`ConfigurationError`
+SMTPUTF8 needed, server lacks it        :class:`SMTPUTF8RequiredError` (nothing sent)
+bigger than the server's SIZE           :class:`MessageTooLargeError` (nothing sent)
+=====================================  =============================================
+
+**Refused recipients.** With ``refused_recipients="abort"`` (the default, and what SES
+does with an invalid recipient) a refusal at RCPT ends the transaction with RSET before
+DATA: nobody gets the message and :class:`RecipientsRefusedError` maps each refused
+address to its ``(code, text)``; it is retry-safe when every refusal was a 4xx. With
+``"deliver"`` the message goes to the accepted recipients and *then*
+:class:`RecipientsRefusedError` is raised, final (a retry would duplicate the message for
+the others), with the delivery noted in its text. When every recipient is refused, nothing
+is sent in either mode.
+
+Credentials are never shown in ``repr`` or logs. Requires ``pip install 'asyncmailer[smtp]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio.to_thread
+
+from asyncmailer.errors import (
+    AccessDeniedError,
+    ConfigurationError,
+    DailyQuotaExceededError,
+    DeliveryTimeoutError,
+    DeliveryUnknownError,
+    MailError,
+    MessageError,
+    MessageRejectedError,
+    MessageTooLargeError,
+    Outcome,
+    RecipientsRefusedError,
+    SendingRateExceededError,
+    ServiceUnavailableError,
+    SMTPUTF8RequiredError,
+)
+from asyncmailer.limits import RateLimiter
+from asyncmailer.message import Message
+from asyncmailer.result import ComposedMessage
+from asyncmailer.retry import RetryPolicy
+from asyncmailer.transports.base import Delivery, Transport
+
+if TYPE_CHECKING:
+    import aiosmtplib
+
+__all__ = ["SMTPTransport"]
+
+logger = logging.getLogger("asyncmailer.smtp")
+
+_INSTALL_HINT = "SMTPTransport needs aiosmtplib: pip install 'asyncmailer[smtp]'"
+
+#: Where in the SMTP dialogue an error happened; decides what a failure means.
+Phase = Literal["connect", "mail", "rcpt", "data"]
+RefusedPolicy = Literal["abort", "deliver"]
+
+
+def _require_aiosmtplib() -> None:
+    try:
+        import aiosmtplib  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(_INSTALL_HINT) from exc
+
+
+class _StaleConnectionError(Exception):
+    """A pooled connection turned out to be closed before MAIL FROM: nothing was sent."""
+
+
+class _Connection:
+    """One pooled SMTP session."""
+
+    __slots__ = ("client", "clean", "idle_since", "idle_timer", "number", "transactions")
+
+    def __init__(self, client: aiosmtplib.SMTP, number: int) -> None:
+        self.client = client
+        #: Sequence number, for logs.
+        self.number = number
+        #: MAIL FROM commands issued on this connection.
+        self.transactions = 0
+        #: True while no transaction is half done (the connection may be reused).
+        self.clean = True
+        self.idle_since = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+
+class SMTPTransport(Transport):
+    """Send through an SMTP server with aiosmtplib, over a pool of reused connections.
+
+    Connection keywords are aiosmtplib's: ``hostname``, ``port`` (default 465 with
+    ``use_tls``, 587 with ``start_tls=True``, else 25), ``username``, ``password``,
+    ``use_tls`` (implicit TLS), ``start_tls`` (``None``: upgrade when offered, ``True``:
+    required, ``False``: never), ``validate_certs``, ``tls_context``, ``cert_bundle``,
+    ``client_cert``, ``client_key``, ``timeout`` (seconds, per command), ``local_hostname``
+    (default: this host's FQDN, looked up once when the transport opens),
+    ``source_address``, ``oauth_token_generator`` (XOAUTH2).
+
+    Pool: ``max_connections`` (default 5) bounds both the sends in flight and the open
+    connections; ``max_messages_per_connection`` (default 100, None for no limit);
+    ``idle_timeout`` seconds (default 60, None to keep idle connections open).
+    ``refused_recipients``: ``"abort"`` or ``"deliver"`` (see the module docs).
+
+    The rate limiter (``sending_rate`` in messages per second, or ``rate_limiter``), the
+    retry policy and ``drain_timeout`` work as for every transport.
+    """
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        *,
+        hostname: str = "localhost",
+        port: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool = False,
+        start_tls: bool | None = None,
+        validate_certs: bool = True,
+        tls_context: ssl.SSLContext | None = None,
+        cert_bundle: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        timeout: float | None = 60.0,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        oauth_token_generator: Callable[[], Awaitable[str]] | None = None,
+        max_connections: int | None = 5,
+        max_messages_per_connection: int | None = 100,
+        idle_timeout: float | None = 60.0,
+        refused_recipients: RefusedPolicy = "abort",
+        sending_rate: float | None = None,
+        rate_limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        drain_timeout: float | None = 30.0,
+    ) -> None:
+        _require_aiosmtplib()
+        super().__init__(
+            sending_rate=sending_rate,
+            max_connections=max_connections,
+            rate_limiter=rate_limiter,
+            retry=retry,
+            drain_timeout=drain_timeout,
+        )
+        if use_tls and start_tls:
+            raise ConfigurationError(
+                "use_tls (implicit TLS) and start_tls (STARTTLS) exclude each other",
+                option="start_tls",
+            )
+        if password is not None and username is None:
+            raise ConfigurationError("password given without username", option="username")
+        if password is not None and oauth_token_generator is not None:
+            raise ConfigurationError(
+                "pass either password or oauth_token_generator", option="oauth_token_generator"
+            )
+        if max_messages_per_connection is not None and (
+            isinstance(max_messages_per_connection, bool) or max_messages_per_connection < 1
+        ):
+            raise ConfigurationError(
+                "max_messages_per_connection must be a positive integer or None",
+                option="max_messages_per_connection",
+            )
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ConfigurationError("idle_timeout must be positive or None", option="idle_timeout")
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError("timeout must be positive or None", option="timeout")
+        if refused_recipients not in ("abort", "deliver"):
+            raise ConfigurationError(
+                f"refused_recipients must be 'abort' or 'deliver', not {refused_recipients!r}",
+                option="refused_recipients",
+            )
+        #: SMTP server host name or address.
+        self.hostname = hostname
+        #: Port (None: aiosmtplib's default for the TLS mode).
+        self.port = port
+        #: Implicit TLS from the first byte (usually port 465).
+        self.use_tls = use_tls
+        #: STARTTLS: None (when offered), True (required) or False (never).
+        self.start_tls = start_tls
+        #: Verify the server's certificate.
+        self.validate_certs = validate_certs
+        #: Seconds allowed for connecting and for each command.
+        self.timeout = timeout
+        #: Name sent in EHLO (resolved on open when None).
+        self.local_hostname = local_hostname
+        #: Messages (MAIL FROM transactions) per connection before it is replaced.
+        self.max_messages_per_connection = max_messages_per_connection
+        #: Seconds an unused connection stays open.
+        self.idle_timeout = idle_timeout
+        #: What a partial refusal does: ``"abort"`` or ``"deliver"``.
+        self.refused_recipients: RefusedPolicy = refused_recipients
+        # Connection settings, credentials included: never shown in repr or logs.
+        self.__settings: dict[str, Any] = {
+            "username": username,
+            "password": password,
+            "oauth_token_generator": oauth_token_generator,
+            "tls_context": tls_context,
+            "cert_bundle": cert_bundle,
+            "client_cert": client_cert,
+            "client_key": client_key,
+            "source_address": source_address,
+        }
+        self._free: list[_Connection] = []  # idle connections, most recently used last
+        self._busy: set[_Connection] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._connections_opened = 0
+        self._stale_replaced = 0
+
+    def __repr__(self) -> str:
+        auth = self.__settings["username"] is not None or bool(
+            self.__settings["oauth_token_generator"]
+        )
+        return (
+            f"SMTPTransport(hostname={self.hostname!r}, port={self.port!r}, "
+            f"use_tls={self.use_tls!r}, start_tls={self.start_tls!r}, auth={auth!r}, "
+            f"max_connections={self.max_connections!r}, state={self.state.value!r})"
+        )
+
+    # ------------------------------------------------------------------ stats
+
+    @property
+    def connections_open(self) -> int:
+        """SMTP connections open now (in use or idle in the pool)."""
+        return len(self._free) + len(self._busy)
+
+    @property
+    def connections_opened(self) -> int:
+        """SMTP connections opened since the transport was opened."""
+        return self._connections_opened
+
+    @property
+    def stale_connections_replaced(self) -> int:
+        """Pooled connections found closed at MAIL FROM and replaced transparently."""
+        return self._stale_replaced
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _open(self) -> None:
+        if self.local_hostname is None:
+            # aiosmtplib would look the FQDN up (a blocking call, in a thread) for every
+            # new connection; once is enough.
+            self.local_hostname = await anyio.to_thread.run_sync(socket.getfqdn)
+
+    async def _close(self) -> None:
+        for conn in self._free:
+            self._cancel_idle_timer(conn)
+        free, self._free = self._free, []
+        for conn in free:
+            self._retire(conn)
+        for conn in list(self._busy):
+            # Only after a drain timeout: the sends were cancelled, the sessions are dirty.
+            self._discard(conn)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # ------------------------------------------------------------------ the pool
+
+    async def _checkout(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        while self._free:
+            conn = self._free.pop()
+            self._cancel_idle_timer(conn)
+            expired = (
+                self.idle_timeout is not None
+                and loop.time() - conn.idle_since >= self.idle_timeout
+            )
+            if expired or not conn.client.is_connected:
+                self._retire(conn)
+                continue
+            self._busy.add(conn)
+            return conn
+        conn = await self._connect()
+        self._busy.add(conn)
+        return conn
+
+    def _checkin(self, conn: _Connection) -> None:
+        self._busy.discard(conn)
+        limit = self.max_messages_per_connection
+        if (
+            not conn.clean
+            or not conn.client.is_connected
+            or self.state.value == "closed"
+            or (limit is not None and conn.transactions >= limit)
+        ):
+            self._retire(conn)
+            return
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        if self.idle_timeout is not None:
+            conn.idle_timer = loop.call_later(self.idle_timeout, self._expire, conn)
+        self._free.append(conn)
+
+    def _expire(self, conn: _Connection) -> None:
+        conn.idle_timer = None
+        if conn in self._free:
+            self._free.remove(conn)
+            logger.debug("asyncmailer: SMTP connection #%d idle, closing", conn.number)
+            self._retire(conn)
+
+    @staticmethod
+    def _cancel_idle_timer(conn: _Connection) -> None:
+        if conn.idle_timer is not None:
+            conn.idle_timer.cancel()
+            conn.idle_timer = None
+
+    def _retire(self, conn: _Connection) -> None:
+        """Close politely (QUIT) in the background; ``_close`` waits for these."""
+        self._busy.discard(conn)
+        if not conn.client.is_connected:
+            conn.client.close()
+            return
+        task = asyncio.ensure_future(self._quit(conn))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _discard(self, conn: _Connection) -> None:
+        """Drop a connection at once (its state is unknown): no QUIT."""
+        self._busy.discard(conn)
+        self._cancel_idle_timer(conn)
+        conn.client.close()
+
+    async def _quit(self, conn: _Connection) -> None:
+        import aiosmtplib
+
+        try:
+            await conn.client.quit(timeout=min(self.timeout or 5.0, 5.0))
+        except (aiosmtplib.SMTPException, OSError):
+            pass  # the server went first; nothing to do
+        finally:
+            conn.client.close()
+
+    async def _connect(self) -> _Connection:
+        import aiosmtplib
+
+        settings = self.__settings
+        client = aiosmtplib.SMTP(
+            hostname=self.hostname,
+            port=self.port,
+            username=settings["username"],
+            password=settings["password"],
+            oauth_token_generator=settings["oauth_token_generator"],
+            local_hostname=self.local_hostname,
+            source_address=settings["source_address"],
+            timeout=self.timeout,
+            use_tls=self.use_tls,
+            start_tls=self.start_tls,
+            validate_certs=self.validate_certs,
+            client_cert=settings["client_cert"],
+            client_key=settings["client_key"],
+            tls_context=settings["tls_context"],
+            cert_bundle=settings["cert_bundle"],
+        )
+        try:
+            await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            raise _map_smtp_error(exc, phase="connect", message_id=None) from exc
+        except BaseException:
+            client.close()
+            raise
+        self._connections_opened += 1
+        conn = _Connection(client, self._connections_opened)
+        logger.debug(
+            "asyncmailer: SMTP connection #%d to %s:%s open", conn.number, self.hostname, self.port
+        )
+        return conn
+
+    # ------------------------------------------------------------------ sending
+
+    async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
+        conn = await self._checkout()
+        try:
+            try:
+                reply, refused = await self._transaction(conn, composed)
+            except _StaleConnectionError:
+                # The server had closed this pooled connection; MAIL FROM never got
+                # through, so a new connection cannot duplicate anything.
+                self._discard(conn)
+                self._stale_replaced += 1
+                conn = await self._connect()
+                self._busy.add(conn)
+                reply, refused = await self._transaction(conn, composed)
+        except BaseException:
+            if conn.clean and conn.client.is_connected:
+                self._checkin(conn)
+            else:
+                self._discard(conn)
+            raise
+        self._checkin(conn)
+        if refused:
+            accepted = len(composed.envelope.to) - len(refused)
+            logger.warning(
+                "asyncmailer: %s delivered to %d recipient(s), %d refused: %s",
+                composed.message_id,
+                accepted,
+                len(refused),
+                ", ".join(f"{r} ({c})" for r, (c, _) in refused.items()),
+            )
+            raise _refused_error(refused, composed, delivered_to=accepted)
+        return Delivery(response=reply, message_id=composed.message_id)
+
+    def _mail_options(
+        self, client: aiosmtplib.SMTP, composed: ComposedMessage
+    ) -> tuple[list[str], str]:
+        """MAIL FROM parameters and address encoding; raise if the server cannot take it."""
+        options: list[str] = []
+        size = len(composed.raw)
+        if client.supports_extension("size"):
+            limit_text = client.esmtp_extensions.get("size", "").strip()
+            limit = int(limit_text) if limit_text.isdigit() else 0
+            if limit and size > limit:
+                raise MessageTooLargeError(
+                    f"the message is {size} octets; the server accepts at most {limit}",
+                    size=size,
+                    limit=limit,
+                )
+            options.append(f"SIZE={size}")
+        if not composed.raw.isascii() and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if not composed.smtputf8:
+            return options, "ascii"
+        if not client.supports_extension("smtputf8"):
+            needs = [a for a in (composed.envelope.from_, *composed.envelope.to) if not a.isascii()]
+            raise SMTPUTF8RequiredError(
+                f"{needs[0] if needs else 'an address'} has a non-ASCII local part and the "
+                f"server {self.hostname} does not offer SMTPUTF8; nothing was sent",
+                field="envelope",
+                address=needs[0] if needs else "",
+            )
+        options.append("SMTPUTF8")
+        return options, "utf-8"
+
+    async def _transaction(
+        self, conn: _Connection, composed: ComposedMessage
+    ) -> tuple[str, dict[str, tuple[int, str]]]:
+        """MAIL, RCPT..., DATA on ``conn``; return the DATA reply and refused recipients."""
+        import aiosmtplib
+
+        client = conn.client
+        options, encoding = self._mail_options(client, composed)  # nothing sent yet
+        recipients = composed.envelope.to
+        refused: dict[str, tuple[int, str]] = {}
+        phase: Phase = "mail"
+        conn.clean = False
+        conn.transactions += 1
+        try:
+            await client.mail(composed.envelope.from_, options=options, encoding=encoding)
+            phase = "rcpt"
+            for rcpt in recipients:
+                try:
+                    await client.rcpt(rcpt, encoding=encoding)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    if exc.code == 421:  # the server is closing the session
+                        raise
+                    refused[rcpt] = (exc.code, exc.message)
+            if refused and (self.refused_recipients == "abort" or len(refused) == len(recipients)):
+                await self._reset(conn)
+                raise _refused_error(refused, composed, delivered_to=0)
+            phase = "data"
+            response = await client.data(composed.raw)
+        except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+            if isinstance(exc, MailError):
+                raise
+            if phase == "mail" and conn.transactions > 1 and _is_disconnect(exc):
+                raise _StaleConnectionError from exc
+            if isinstance(exc, aiosmtplib.SMTPResponseException):
+                await self._reset(conn)
+            raise _map_smtp_error(exc, phase=phase, message_id=composed.message_id) from exc
+        conn.clean = True
+        return f"{response.code} {response.message}", refused
+
+    async def _reset(self, conn: _Connection) -> None:
+        """RSET after a refusal, so the session can carry the next message."""
+        import aiosmtplib
+
+        if not conn.client.is_connected:
+            return
+        try:
+            await conn.client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            conn.clean = False
+        else:
+            conn.clean = True
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    import aiosmtplib
+
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code == 421
+    return isinstance(exc, (aiosmtplib.SMTPServerDisconnected, ConnectionError))
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _refused_error(
+    refused: dict[str, tuple[int, str]], composed: ComposedMessage, *, delivered_to: int
+) -> RecipientsRefusedError:
+    code, text = next(iter(refused.values()))
+    total = len(composed.envelope.to)
+    if delivered_to:
+        what = f"the message was delivered to the other {delivered_to}"
+        outcome = Outcome.FINAL  # a retry would send it twice to those
+    else:
+        what = "nothing was sent"
+        transient = all(400 <= c < 500 for c, _ in refused.values())
+        outcome = Outcome.RETRY_SAFE if transient else Outcome.FINAL
+    listing = "; ".join(f"{r}: {c} {t}" for r, (c, t) in refused.items())
+    return RecipientsRefusedError(
+        f"{len(refused)} of {total} recipient(s) refused ({listing}); {what}",
+        refused=refused,
+        outcome=outcome,
+        code=code,
+        service_message=text,
+        message_id=composed.message_id,
+    )
+
+
+def _map_smtp_error(exc: BaseException, *, phase: Phase, message_id: str | None) -> MailError:
+    """The one place where aiosmtplib and socket errors become asyncmailer errors.
+
+    ``phase`` says how far the transaction went: an answer-less failure during ``"data"``
+    is ambiguous (the server may have queued the message); before it, nothing was sent.
+    """
+    import aiosmtplib
+
+    where = {"connect": "connecting", "mail": "at MAIL FROM", "rcpt": "at RCPT TO"}.get(
+        phase, "during DATA"
+    )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        code, text = exc.code, exc.message
+        detail = f"{code} {text}"
+        kwargs: dict[str, Any] = {"code": code, "service_message": text, "message_id": message_id}
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            if 400 <= code < 500:
+                return ServiceUnavailableError(f"SMTP AUTH failed for now: {detail}", **kwargs)
+            return AccessDeniedError(
+                f"SMTP authentication refused: {detail}", action="smtp:AUTH", **kwargs
+            )
+        lowered = text.lower()
+        if "maximum sending rate exceeded" in lowered:
+            return SendingRateExceededError(f"throttled {where}: {detail}", **kwargs)
+        if "daily message quota exceeded" in lowered:
+            return DailyQuotaExceededError(f"daily quota exceeded: {detail}", **kwargs)
+        if 400 <= code < 500:
+            return ServiceUnavailableError(f"temporary failure {where}: {detail}", **kwargs)
+        if phase == "connect":
+            return ServiceUnavailableError(
+                f"the server refused the session: {detail}", outcome=Outcome.FINAL, **kwargs
+            )
+        return MessageRejectedError(f"the server refused the message {where}: {detail}", **kwargs)
+    if isinstance(exc, (aiosmtplib.SMTPTimeoutError, TimeoutError)):
+        if phase == "data":
+            return DeliveryTimeoutError(
+                f"no answer in time {where}; the server may have accepted the message",
+                message_id=message_id,
+            )
+        return DeliveryTimeoutError(
+            f"no answer in time {where}; nothing was sent",
+            outcome=Outcome.RETRY_SAFE,
+            message_id=message_id,
+        )
+    tls = _tls_failure(exc)
+    if tls is not None:
+        return ServiceUnavailableError(
+            f"TLS failed {where}: {tls}", outcome=Outcome.FINAL, message_id=message_id
+        )
+    if isinstance(exc, (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError)):
+        if phase == "data":
+            return DeliveryUnknownError(
+                f"connection lost {where}: {exc}; the server may have accepted the message",
+                message_id=message_id,
+            )
+        return ServiceUnavailableError(
+            f"connection failed {where}: {exc}; nothing was sent", message_id=message_id
+        )
+    if isinstance(exc, ValueError):
+        return MessageError(f"SMTP cannot carry this envelope: {exc}", field="envelope")
+    # STARTTLS or AUTH not offered, or a similar mismatch between options and server.
+    text = getattr(exc, "message", None) or str(exc)
+    return ConfigurationError(f"SMTP {where}: {text}")
+

@@ -1,0 +1,449 @@
+"""Send-path benchmark: asyncmailer's SESTransport against its peers, on a local SES endpoint.
+
+Every contender sends the same transactional email (text + html, ~4.7 KB) to the local SES
+endpoint (``python -m asyncmailer.testing``, its own process, so its CPU is not counted),
+at 0 ms and 50 ms of injected latency, with 1, 10 and 50 requests in flight. Contenders:
+
+- ``asyncmailer-v1`` / ``asyncmailer-v2``: ``SESTransport(max_connections=N)`` as shipped,
+  composing every message (``send_mail(message)``), ``sending_rate=10000`` (a limit far
+  above what is reached, so the limiter's cost is counted);
+- ``asyncmailer-v1-tuned`` / ``asyncmailer-v2-tuned``: the same with the client tweaks
+  prototyped in ``bench/ses_tuning.py``;
+- ``aiobotocore-v1`` / ``aiobotocore-v2``: prebuilt bytes, a default client (only retries
+  off: ``total_max_attempts=1``), N worker tasks;
+- ``boto3-threads``: prebuilt bytes, ``ThreadPoolExecutor(N)``, ``max_pool_connections=N``;
+- ``nodemailer10``: Nodemailer 10's SES transport (SESv2, ``{sesClient, SendEmailCommand}``),
+  composing every message, N sends in flight;
+- ``nodemailer6``: Nodemailer 6's SES transport (v1, ``{ses, aws}`` with
+  ``@aws-sdk/client-ses``), ``maxConnections: N``, ``sendingRate: 10000``.
+
+Each measurement is a fresh worker process: it warms up (connections, JIT), then sends flat
+out for ``--duration`` seconds and reports messages sent, wall time and its own CPU time
+(``time.process_time()``; Node: ``process.cpuUsage()``). Rounds are interleaved (every
+round runs every setting and every contender, in a rotated order); tables show medians.
+
+Setup (once): ``npm install --prefix bench``. Run::
+
+    python bench/bench_send.py                  # full run (~15 min on 2 cores)
+    python bench/bench_send.py --quick          # CI smoke test (< 2 min)
+    python bench/bench_send.py --write-docs     # also rewrite its section of docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import _common
+from _common import BENCH, CREDENTIALS, REGION, median
+
+SECTION = "Sending throughput and CPU"
+#: A rate limit far above any throughput reached: the limiter runs but never waits.
+UNBINDING_RATE = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    """One implementation under test."""
+
+    key: str
+    label: str
+    kind: str  # "asyncio", "boto3" or "node"
+    api: str = "v1"
+    tuned: bool = False
+
+
+CONTENDERS = [
+    Contender("asyncmailer-v1", "asyncmailer SESTransport v1 (composes)", "asyncio", "v1"),
+    Contender("asyncmailer-v2", "asyncmailer SESTransport v2 (composes)", "asyncio", "v2"),
+    Contender(
+        "asyncmailer-v1-tuned", "asyncmailer v1 + client tweaks (composes)", "asyncio", "v1", True
+    ),
+    Contender(
+        "asyncmailer-v2-tuned", "asyncmailer v2 + client tweaks (composes)", "asyncio", "v2", True
+    ),
+    Contender("aiobotocore-v1", "aiobotocore v1, default client (prebuilt)", "asyncio", "v1"),
+    Contender("aiobotocore-v2", "aiobotocore v2, default client (prebuilt)", "asyncio", "v2"),
+    Contender("boto3-threads", "boto3 v1 + N threads (prebuilt)", "boto3", "v1"),
+    Contender("nodemailer10", "Nodemailer 10 SES (v2, composes)", "node", "v2"),
+    Contender("nodemailer6", "Nodemailer 6 SES (v1, composes)", "node", "v1"),
+]
+BY_KEY = {c.key: c for c in CONTENDERS}
+
+
+# --------------------------------------------------------------------------- workers
+
+
+async def _drive(
+    send: Callable[[], Awaitable[object]], concurrency: int, duration: float, warmup: float
+) -> dict[str, Any]:
+    """N tasks send in a loop: ``warmup`` seconds unmeasured, then ``duration`` measured."""
+    errors = 0
+
+    async def loop(until: float) -> int:
+        nonlocal errors
+        count = 0
+        while time.perf_counter() < until:
+            try:
+                await send()
+                count += 1
+            except Exception as exc:
+                errors += 1
+                if errors == 1:
+                    print(repr(exc), file=sys.stderr)
+        return count
+
+    until = time.perf_counter() + warmup
+    await asyncio.gather(*(loop(until) for _ in range(concurrency)))
+    errors = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    counts = await asyncio.gather(*(loop(t0 + duration) for _ in range(concurrency)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"sent": sum(counts), "wall": wall, "cpu": cpu, "errors": errors}
+
+
+async def _asyncmailer(
+    url: str, api: str, tuned: bool, concurrency: int, duration: float, warmup: float
+) -> dict[str, Any]:
+    from asyncmailer.transports import SESTransport  # noqa: PLC0415
+    from ses_tuning import TunedSESTransport  # noqa: PLC0415
+
+    cls = TunedSESTransport if tuned else SESTransport
+    message = _common.message()
+    async with cls(
+        endpoint_url=url,
+        region_name=REGION,
+        api=api,  # type: ignore[arg-type]
+        max_connections=concurrency,
+        sending_rate=UNBINDING_RATE,
+        **CREDENTIALS,
+    ) as transport:
+        return await _drive(lambda: transport.send_mail(message), concurrency, duration, warmup)
+
+
+async def _aiobotocore(
+    url: str, api: str, concurrency: int, duration: float, warmup: float
+) -> dict[str, Any]:
+    from aiobotocore.config import AioConfig  # noqa: PLC0415
+    from aiobotocore.session import get_session  # noqa: PLC0415
+
+    raw = _common.prebuilt_raw()
+    sender, recipient = "shop@example.com", "ada@example.org"
+    # The default client: only botocore's own retries are turned off.
+    config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
+    async with get_session().create_client(
+        "sesv2" if api == "v2" else "ses",
+        endpoint_url=url,
+        region_name=REGION,
+        config=config,
+        **CREDENTIALS,
+    ) as client:
+        if api == "v2":
+
+            def send() -> Awaitable[object]:
+                return client.send_email(  # type: ignore[no-any-return]
+                    FromEmailAddress=sender,
+                    Destination={"ToAddresses": [recipient]},
+                    Content={"Raw": {"Data": raw}},
+                )
+        else:
+
+            def send() -> Awaitable[object]:
+                return client.send_raw_email(  # type: ignore[no-any-return]
+                    Source=sender, Destinations=[recipient], RawMessage={"Data": raw}
+                )
+
+        return await _drive(send, concurrency, duration, warmup)
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    """``--worker KEY``: run one contender in this process and print its JSON result."""
+    contender = BY_KEY[args.worker]
+    if contender.key.startswith("asyncmailer"):
+        coro = _asyncmailer(
+            args.url, contender.api, contender.tuned, args.concurrency, args.duration, args.warmup
+        )
+    else:
+        coro = _aiobotocore(args.url, contender.api, args.concurrency, args.duration, args.warmup)
+    print(json.dumps(asyncio.run(coro)))
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _command(
+    contender: Contender,
+    url: str,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    message_file: Path,
+) -> list[str]:
+    common = [
+        "--url",
+        url,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+    ]
+    if contender.kind == "node":
+        config = {
+            "package": contender.key,
+            "url": url,
+            "message": str(message_file),
+            "concurrency": concurrency,
+            "mode": "duration",
+            "duration": duration,
+            "warmup": warmup,
+            "sendingRate": UNBINDING_RATE,
+        }
+        return ["node", str(BENCH / "node" / "send_nodemailer.js"), json.dumps(config)]
+    if contender.kind == "boto3":
+        return [sys.executable, str(BENCH / "boto3_threads.py"), "--api", contender.api, *common]
+    return [sys.executable, str(BENCH / "bench_send.py"), "--worker", contender.key, *common]
+
+
+@dataclasses.dataclass
+class Sample:
+    """One measured run."""
+
+    contender: str
+    latency: float
+    concurrency: int
+    round: int
+    sent: int
+    wall: float
+    cpu: float
+    errors: int
+    endpoint_cpu: float
+    max_in_flight: int
+
+    @property
+    def rate(self) -> float:
+        """Messages per second."""
+        return self.sent / self.wall if self.wall else 0.0
+
+    @property
+    def cpu_per_message(self) -> float:
+        """Client CPU seconds per message."""
+        return self.cpu / self.sent if self.sent else float("nan")
+
+
+def run_all(args: argparse.Namespace, contenders: list[Contender]) -> list[Sample]:
+    """Every round runs every (latency, concurrency) setting and every contender."""
+    samples: list[Sample] = []
+    settings = [(lat, n) for lat in args.latency for n in args.concurrency]
+    with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
+        message_file = Path(tmp) / "message.json"
+        message_file.write_text(_common.message_json())
+        endpoints = {lat: _common.EndpointProcess("--latency", str(lat)) for lat in args.latency}
+        try:
+            for round_no in range(args.rounds):
+                for index, (lat, n) in enumerate(settings):
+                    shift = (round_no + index) % len(contenders)
+                    order = contenders[shift:] + contenders[:shift]
+                    for contender in order:
+                        ep = endpoints[lat]
+                        ep.remote.reset()
+                        ep_cpu0 = ep.cpu_seconds()
+                        result = _common.run_json(
+                            _command(contender, ep.url, n, args.duration, args.warmup, message_file)
+                        )
+                        ep_cpu = ep.cpu_seconds() - ep_cpu0
+                        stats = ep.remote.stats()
+                        sample = Sample(
+                            contender=contender.key,
+                            latency=lat,
+                            concurrency=n,
+                            round=round_no,
+                            sent=int(result["sent"]),
+                            wall=float(result["wall"]),
+                            cpu=float(result["cpu"]),
+                            errors=int(result.get("errors", 0)) + sum(stats.errors.values()),
+                            endpoint_cpu=ep_cpu,
+                            max_in_flight=stats.max_in_flight,
+                        )
+                        samples.append(sample)
+                        print(
+                            f"round {round_no + 1}/{args.rounds} latency {lat * 1000:.0f} ms "
+                            f"N={n:<2} {contender.key:<22} {sample.rate:7.0f} msgs/s "
+                            f"{sample.cpu_per_message * 1e6:6.0f} µs CPU/msg"
+                            + (f"  ERRORS {sample.errors}" if sample.errors else ""),
+                            file=sys.stderr,
+                            flush=True,
+                        )
+        finally:
+            for ep in endpoints.values():
+                ep.close()
+    return samples
+
+
+def summarize(
+    samples: list[Sample], contenders: list[Contender], args: argparse.Namespace
+) -> tuple[str, dict[str, Any]]:
+    """Markdown tables and ratios, plus the medians as a dict."""
+    med: dict[tuple[str, float, int], tuple[float, float]] = {}
+    for c in contenders:
+        for lat in args.latency:
+            for n in args.concurrency:
+                runs = [
+                    s
+                    for s in samples
+                    if (s.contender, s.latency, s.concurrency) == (c.key, lat, n)
+                ]
+                med[(c.key, lat, n)] = (
+                    median([s.rate for s in runs]),
+                    median([s.cpu_per_message for s in runs]),
+                )
+    out: list[str] = []
+    for lat in args.latency:
+        out.append(f"**Latency {lat * 1000:.0f} ms** (msgs/s and client CPU µs per message)\n")
+        head = "| contender |" + "".join(
+            f" N={n} msgs/s | N={n} µs/msg |" for n in args.concurrency
+        )
+        out.append(head)
+        out.append("|---|" + "---:|---:|" * len(args.concurrency))
+        for c in contenders:
+            cells = "".join(
+                f" {med[(c.key, lat, n)][0]:,.0f} | {med[(c.key, lat, n)][1] * 1e6:,.0f} |"
+                for n in args.concurrency
+            )
+            out.append(f"| {c.label} |{cells}")
+        out.append("")
+
+    keys = {c.key for c in contenders}
+    comparisons: list[tuple[str, str, str, str]] = []  # (label, ours, theirs, metric)
+    for ours in ("asyncmailer-v1", "asyncmailer-v2", "asyncmailer-v1-tuned", "asyncmailer-v2-tuned"):
+        if ours not in keys:
+            continue
+        for theirs, metric in (
+            ("nodemailer10", "rate"),
+            ("boto3-threads", "rate"),
+            ("aiobotocore-v1", "cpu"),
+            ("aiobotocore-v2", "cpu"),
+        ):
+            if theirs in keys:
+                comparisons.append((f"{ours} vs {theirs}", ours, theirs, metric))
+    if comparisons:
+        settings = [(lat, n) for lat in args.latency for n in args.concurrency]
+        out.append(
+            "Ratios (msgs/s: ours ÷ theirs, > 1 means asyncmailer is faster; CPU: ours ÷ "
+            "theirs, < 1 means asyncmailer uses less CPU per message):\n"
+        )
+        out.append(
+            "| comparison | metric |"
+            + "".join(f" {lat * 1000:.0f} ms N={n} |" for lat, n in settings)
+        )
+        out.append("|---|---|" + "---:|" * len(settings))
+        for label, ours, theirs, metric in comparisons:
+            index = 0 if metric == "rate" else 1
+            cells = "".join(
+                f" {med[(ours, lat, n)][index] / med[(theirs, lat, n)][index]:.2f}× |"
+                for lat, n in settings
+            )
+            name = "msgs/s" if metric == "rate" else "CPU/msg"
+            out.append(f"| {label} | {name} |{cells}")
+    errors = sum(s.errors for s in samples)
+    if errors:
+        out.append(f"\n**{errors} send errors were counted during the run.**")
+    table = "\n".join(out)
+    data = {
+        f"{key}|{lat}|{n}": {"msgs_per_s": rate, "cpu_us_per_msg": cpu * 1e6}
+        for (key, lat, n), (rate, cpu) in med.items()
+    }
+    return table, data
+
+
+def main() -> None:
+    """Parse the command line; run as the driver or as one worker."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="CI smoke run (< 2 minutes)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--duration", type=float, help="measured seconds per run (default 3)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds per run (default 0.5)")
+    parser.add_argument(
+        "--latency", type=float, nargs="+", help="endpoint latencies, seconds (default 0 0.05)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", help="messages in flight (default 1 10 50)"
+    )
+    parser.add_argument(
+        "--contenders", nargs="+", choices=list(BY_KEY), help="subset to run (default: all)"
+    )
+    parser.add_argument("--json", type=Path, help="also write every sample here")
+    parser.add_argument(
+        "--write-docs", action="store_true", help=f"rewrite '## {SECTION}' in docs/benchmarks.md"
+    )
+    parser.add_argument("--worker", choices=list(BY_KEY), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.concurrency = args.concurrency[0]
+        worker_main(args)
+        return
+
+    quick = args.quick
+    args.rounds = args.rounds or (1 if quick else 3)
+    args.duration = args.duration or (1.0 if quick else 3.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.3 if quick else 0.5)
+    args.latency = args.latency or ([0.0, 0.05] if not quick else [0.0, 0.05])
+    args.concurrency = args.concurrency or ([10] if quick else [1, 10, 50])
+    node = _common.node_packages()
+    contenders = [
+        c
+        for c in CONTENDERS
+        if (args.contenders is None or c.key in args.contenders)
+        and (c.kind != "node" or c.key in node)
+    ]
+    header = _common.machine()
+    print(header, file=sys.stderr)
+    samples = run_all(args, contenders)
+    table, data = summarize(samples, contenders, args)
+    print(table)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"machine": header, "medians": data, "samples": [vars(s) for s in samples]},
+                indent=1,
+            )
+        )
+    if args.write_docs:
+        _common.write_section(SECTION, _docs(args, header, table))
+        print(f"wrote '## {SECTION}' in {_common.DOCS}", file=sys.stderr)
+
+
+def _docs(args: argparse.Namespace, header: str, table: str) -> str:
+    return f"""\
+Measured with `{_common.command_line()}` (after `npm install --prefix bench`) on {header}.
+{args.rounds} interleaved rounds of {args.duration:g} s per contender and setting (after
+{args.warmup:g} s of warm-up), medians. The local SES endpoint runs in its own process;
+client CPU is the worker process's own CPU time over the measured phase divided by the
+messages sent.
+
+Every contender sends the same text + html message (~4.7 KB). asyncmailer and Nodemailer
+compose every message; the aiobotocore and boto3 contenders send prebuilt bytes.
+asyncmailer runs with `sending_rate=10000` and Nodemailer 6 with `sendingRate: 10000`
+(limits above anything reached, so the limiters' cost is counted but they never wait).
+"aiobotocore, default client" is `create_client("ses"/"sesv2")` with only retries turned
+off: its connection pool has botocore's default 10 connections, which caps it at N=50 with
+latency. "client tweaks" is the prototype in `bench/ses_tuning.py` (see below).
+
+{table}
+"""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,415 @@
+"""RedisRateLimiter against a real redis-server: windows, weights, shared rate, failures.
+
+Redis decides with its own clock, so these tests run in real time; each one is kept to
+a second or two of sending. Several limiter instances with their own clients stand for
+several processes (tests/test_scaleout_multiprocess.py uses real processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from asyncmailer.errors import ConfigurationError, RateLimiterError, TransportStateError
+from asyncmailer.limits.redis import LUA_SCRIPT, RedisRateLimiter
+from tests.helpers import worst_window
+from tests.redis_helpers import RedisServer, redis_server_fixture  # noqa: F401
+
+pytestmark = pytest.mark.redis
+
+KEY = "ses:123456789012:eu-west-1"
+
+
+async def _opened(server: RedisServer, **options: object) -> RedisRateLimiter:
+    options.setdefault("key", KEY)
+    limiter = RedisRateLimiter(server.url, **options)  # type: ignore[arg-type]
+    await limiter.open()
+    return limiter
+
+
+async def _flat_out(
+    limiters: list[RedisRateLimiter],
+    duration: float,
+    *,
+    tasks: int = 10,
+    weight: Callable[[int], int] = lambda i: 1,
+) -> tuple[list[float], list[int]]:
+    """Every limiter's tasks acquire as fast as they can; (grant times, weights)."""
+    end = time.monotonic() + duration
+    times: list[float] = []
+    weights: list[int] = []
+
+    async def worker(limiter: RedisRateLimiter, index: int) -> None:
+        count = 0
+        while time.monotonic() < end:
+            w = weight(index + count)
+            count += 1
+            await limiter.acquire(w)
+            times.append(time.monotonic())
+            weights.append(w)
+
+    await asyncio.gather(*(worker(lim, i) for lim in limiters for i in range(tasks)))
+    return times, weights
+
+
+def _rate(times: list[float], weights: list[int] | None = None) -> float:
+    order = sorted(range(len(times)), key=times.__getitem__)
+    total = sum(weights[i] for i in order[1:]) if weights else len(times) - 1
+    return total / (times[order[-1]] - times[order[0]])
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    redis_client = aioredis.Redis.from_url(redis_server.url)
+    yield redis_client
+    await redis_client.aclose()
+
+
+# --------------------------------------------------------------------------- the window
+
+
+async def test_one_process_many_tasks_keeps_the_window_and_the_rate(
+    redis_server: RedisServer,
+) -> None:
+    limiter = await _opened(redis_server, rate=200)
+    try:
+        times, _ = await _flat_out([limiter], 2.2, tasks=30)
+    finally:
+        await limiter.aclose()
+    assert worst_window(times) <= 200
+    assert _rate(times) >= 0.97 * 200, _rate(times)
+
+
+async def test_two_clients_share_one_window(redis_server: RedisServer) -> None:
+    # Two clients are two "processes": together they get the rate, not twice it.
+    first = await _opened(redis_server, rate=100)
+    second = await _opened(redis_server, rate=100)
+    try:
+        times, _ = await _flat_out([first, second], 2.2, tasks=5)
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert worst_window(times) <= 100
+    assert 0.97 * 100 <= _rate(times) <= 100
+
+
+async def test_weights_count_recipients(redis_server: RedisServer) -> None:
+    limiter = await _opened(redis_server, rate=60)
+    try:
+        times, weights = await _flat_out([limiter], 2.2, tasks=6, weight=lambda i: (1, 3, 7)[i % 3])
+    finally:
+        await limiter.aclose()
+    # A message's recipients count at its start, and every message fits in one window.
+    assert worst_window(times, weights) <= 60
+    assert _rate(times, weights) >= 0.9 * 60
+
+
+async def test_a_weight_above_the_rate_waits_proportionally(redis_server: RedisServer) -> None:
+    # window=0.25 s: at most 25 units per window at 100/s; 50 units go alone, and the next
+    # unit waits for them (50 / 100 = 0.5 s) instead of raising or hanging.
+    limiter = await _opened(redis_server, rate=100, window=0.25)
+    try:
+        assert await asyncio.wait_for(limiter.acquire(50), 2) < 0.1
+        waited = await asyncio.wait_for(limiter.acquire(1), 2)
+    finally:
+        await limiter.aclose()
+    assert 0.45 <= waited <= 0.7
+
+
+async def test_cancelled_waiter_gives_its_reservation_back(redis_server: RedisServer) -> None:
+    limiter = await _opened(redis_server, rate=5, bank=0)
+    try:
+        await limiter.acquire()  # slot 0.0; the next is 0.2 s later
+        waiter = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await limiter.refresh()  # lets the release land
+        # The cancelled slot (at 0.2 s) is free again: this caller takes it, not 0.4 s.
+        waited = await limiter.acquire()
+    finally:
+        await limiter.aclose()
+    assert waited < 0.3, waited
+
+
+async def test_one_round_trip_per_message_and_script_loaded_once(
+    redis_server: RedisServer, client: aioredis.Redis
+) -> None:
+    await client.config_resetstat()
+    limiter = await _opened(redis_server, rate=1000)
+    try:
+        for _ in range(50):
+            await limiter.acquire()
+    finally:
+        await limiter.aclose()
+    stats = await client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 51  # 50 acquisitions + the rate stored at open
+    assert stats["cmdstat_script|load"]["calls"] == 1
+    assert "cmdstat_eval" not in stats
+
+
+async def test_flushed_script_cache_is_reloaded(
+    redis_server: RedisServer, client: aioredis.Redis
+) -> None:
+    limiter = await _opened(redis_server, rate=1000)
+    try:
+        await limiter.acquire()
+        await client.script_flush()
+        await limiter.acquire()  # NOSCRIPT → SCRIPT LOAD → EVALSHA
+    finally:
+        await limiter.aclose()
+    assert await client.script_exists(limiter._sha or "") == [True]
+
+
+async def test_decisions_use_the_redis_server_clock(redis_server: RedisServer) -> None:
+    # The reservation is stored with the server's TIME, whatever this host's clock says.
+    limiter = await _opened(redis_server, rate=10)
+    async with aioredis.Redis.from_url(redis_server.url) as client:
+        try:
+            await limiter.acquire()
+            seconds, micros = await client.time()
+            [(_, score)] = await client.zrange(limiter.log_key, 0, -1, withscores=True)
+        finally:
+            await limiter.aclose()
+    assert 0 <= seconds * 1e6 + micros - score < 1e6
+    assert LUA_SCRIPT.count("redis.call('TIME')") == 1
+
+
+# ---------------------------------------------------------------------- the shared rate
+
+
+async def test_set_rate_is_shared_between_clients(redis_server: RedisServer) -> None:
+    first = await _opened(redis_server, rate=20)
+    second = await _opened(redis_server, rate=20)
+    follower = await _opened(redis_server)  # rate=None: follows the stored rate
+    try:
+        assert follower.rate == 20
+        first.set_rate(50)
+        assert first.rate == 50  # this process follows at once
+        await first.refresh()
+        assert await second.refresh() == 50
+        assert await follower.refresh() == 50
+        times, _ = await _flat_out([first, second, follower], 1.2, tasks=4)
+    finally:
+        for limiter in (first, second, follower):
+            await limiter.aclose()
+    assert worst_window(times) <= 50
+    assert _rate(times) >= 0.9 * 50
+
+
+async def test_no_rate_known_is_a_typed_error(redis_server: RedisServer) -> None:
+    limiter = await _opened(redis_server)
+    try:
+        assert limiter.rate == 0.0
+        with pytest.raises(RateLimiterError, match="no rate"):
+            await limiter.acquire()
+        with pytest.raises(RateLimiterError, match="no rate"):
+            await limiter.refresh()
+    finally:
+        await limiter.aclose()
+
+
+async def test_throttling_backs_off_for_everyone_then_recovers(redis_server: RedisServer) -> None:
+    # Every process should use the same back-off settings: the caller's apply.
+    first = RedisRateLimiter(redis_server.url, key=KEY, rate=20)
+    second = RedisRateLimiter(redis_server.url, key=KEY, rate=20)
+    for limiter in (first, second):
+        limiter.adaptive.recover_after = 0.3
+        await limiter.open()
+    try:
+        first.throttled()
+        first.throttled()  # within the cooldown: one event, one step down
+        await first.refresh()
+        assert await second.refresh() == pytest.approx(14)  # 20 × 0.7, seen by the other client
+        second.throttled()
+        assert await second.refresh() == pytest.approx(14)  # still within the cooldown
+        await asyncio.sleep(0.35)
+        await second.acquire()  # recovery is applied on the server at the next decision
+        assert second.rate == pytest.approx(16)  # + 10 % of the configured rate
+        assert await first.refresh() == pytest.approx(16)
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_sending_rate_auto_is_shared_through_redis(redis_server: RedisServer) -> None:
+    from asyncmailer import SESTransport
+    from asyncmailer.testing import SESEndpoint
+
+    follower = await _opened(redis_server)
+    try:
+        async with SESEndpoint(max_send_rate=20) as endpoint:
+            limiter = RedisRateLimiter(redis_server.url, key=KEY)
+            transport = SESTransport(
+                sending_rate="auto",
+                rate_limiter=limiter,
+                **endpoint.client_kwargs(),
+            )
+            async with transport:
+                await transport.send_mail(
+                    from_="shop@example.com", to="ada@example.com", subject="Hi", text="Hello"
+                )
+                assert limiter.rate == pytest.approx(18)  # MaxSendRate × 0.9
+        assert await follower.refresh() == pytest.approx(18)
+    finally:
+        await follower.aclose()
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+async def test_fail_policy_raises_and_recovers(redis_server: RedisServer) -> None:
+    limiter = await _opened(redis_server, rate=100, reconnect_interval=0.2)
+    try:
+        await limiter.acquire()
+        redis_server.kill()
+        with pytest.raises(RateLimiterError) as caught:
+            await limiter.acquire()
+        assert caught.value.__cause__ is not None
+        with pytest.raises(RateLimiterError, match="next attempt"):
+            await limiter.acquire()  # no new attempt before reconnect_interval
+        redis_server.start()  # same port, empty: no state, no script
+        await asyncio.sleep(0.3)
+        assert await limiter.acquire() < 0.1
+        assert limiter.rate == 100  # our configured rate seeded the empty server
+    finally:
+        await limiter.aclose()
+
+
+async def test_fail_policy_at_open(redis_server: RedisServer) -> None:
+    redis_server.kill()
+    limiter = RedisRateLimiter(redis_server.url, key=KEY, rate=10, timeout=0.5)
+    with pytest.raises(RateLimiterError, match="cannot reach Redis"):
+        await limiter.open()
+
+
+async def test_fail_policy_sends_nothing_through_a_transport(redis_server: RedisServer) -> None:
+    from asyncmailer import SESTransport
+    from asyncmailer.testing import SESEndpoint
+
+    async with SESEndpoint() as endpoint:
+        limiter = RedisRateLimiter(redis_server.url, key=KEY, rate=50)
+        async with SESTransport(rate_limiter=limiter, **endpoint.client_kwargs()) as transport:
+            fields = {"from_": "shop@example.com", "to": "ada@example.com", "text": "Hello"}
+            await transport.send_mail(**fields)
+            redis_server.kill()
+            with pytest.raises(RateLimiterError):
+                await transport.send_mail(**fields)
+        stats = endpoint.stats()
+    assert len(stats.send_arrivals) == 1
+    assert stats.messages_accepted == 1
+
+
+async def test_local_policy_continues_at_its_share_then_returns_to_redis(
+    redis_server: RedisServer,
+) -> None:
+    limiter = await _opened(
+        redis_server,
+        rate=40,
+        on_redis_error="local",
+        fallback_share=0.5,
+        reconnect_interval=0.3,
+    )
+    loop_end = time.monotonic() + 3.0
+    times: list[float] = []
+    events: dict[str, float] = {}
+
+    async def worker() -> None:
+        while time.monotonic() < loop_end:
+            await limiter.acquire()
+            times.append(time.monotonic())
+
+    async def chaos() -> None:
+        await asyncio.sleep(0.6)
+        events["killed"] = time.monotonic()
+        redis_server.kill()
+        await asyncio.sleep(1.4)
+        assert limiter.using_fallback
+        assert limiter.rate == 20
+        redis_server.start()
+        events["restarted"] = time.monotonic()
+
+    try:
+        await asyncio.gather(chaos(), *(worker() for _ in range(5)))
+        assert not limiter.using_fallback
+        assert limiter.rate == 40
+    finally:
+        await limiter.aclose()
+    # The outage: this process alone, at its share (20/s), never more than 20 per window.
+    outage = [t for t in times if events["killed"] + 0.05 < t < events["restarted"]]
+    assert worst_window(outage) <= 20
+    assert len(outage) >= 0.8 * 20 * (events["restarted"] - events["killed"] - 0.05)
+    # Back on Redis (within reconnect_interval × 1.25) at the full rate again.
+    back = [t for t in times if t > events["restarted"] + 0.4]
+    assert _rate(back) >= 0.9 * 40
+    assert worst_window(back) <= 40
+
+
+async def test_local_policy_starts_without_redis(redis_server: RedisServer) -> None:
+    redis_server.kill()
+    limiter = RedisRateLimiter(
+        redis_server.url, key=KEY, rate=10, on_redis_error="local", timeout=0.5
+    )
+    await limiter.open()
+    try:
+        assert limiter.using_fallback
+        assert limiter.rate == 10  # fallback_share defaults to 1.0
+        assert await limiter.acquire() < 0.1
+    finally:
+        await limiter.aclose()
+
+
+# ------------------------------------------------------------------- API and lifecycle
+
+
+async def test_a_given_client_is_used_and_not_closed(
+    redis_server: RedisServer, client: aioredis.Redis
+) -> None:
+    limiter = RedisRateLimiter(client, key=KEY, rate=10)
+    await limiter.open()
+    await limiter.acquire()
+    await limiter.aclose()
+    assert await client.ping()
+    assert await client.hget(KEY, "rate") == b"10"
+
+
+async def test_reopen_in_a_new_loop_after_close(redis_server: RedisServer) -> None:
+    limiter = await _opened(redis_server, rate=10)
+    await limiter.acquire()
+    await limiter.aclose()
+    with pytest.raises(TransportStateError):
+        await limiter.acquire()
+    await limiter.open()
+    await limiter.acquire()
+    await limiter.aclose()
+
+
+def test_configuration_is_checked() -> None:
+    with pytest.raises(ConfigurationError):
+        RedisRateLimiter("redis://localhost", key="", rate=1)
+    with pytest.raises(ConfigurationError):
+        RedisRateLimiter("redis://localhost", key=KEY, rate=0)
+    with pytest.raises(ConfigurationError):
+        RedisRateLimiter("redis://localhost", key=KEY, on_redis_error="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        RedisRateLimiter("redis://localhost", key=KEY, fallback_share=1.5)
+    with pytest.raises(ConfigurationError):
+        RedisRateLimiter(object(), key=KEY)  # type: ignore[arg-type]
+
+
+async def test_use_before_open_is_a_state_error() -> None:
+    limiter = RedisRateLimiter("redis://127.0.0.1:1", key=KEY, rate=1)
+    with pytest.raises(TransportStateError):
+        await limiter.acquire()
+
+
+def test_missing_redis_package_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis.exceptions", None)
+    with pytest.raises(ImportError, match=r"pip install 'asyncmailer\[redis\]'"):
+        RedisRateLimiter("redis://localhost", key=KEY, rate=1)

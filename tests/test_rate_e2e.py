@@ -1,0 +1,68 @@
+"""End-to-end rate precision: SESTransport → real aiobotocore HTTP → the local endpoint.
+
+Real time, so marked slow; the arrivals are timed at the endpoint, which runs in its own
+process (as SES would), so what is measured is what a server sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from asyncmailer import SESTransport
+from asyncmailer.testing import RemoteEndpoint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def endpoint_process() -> Iterator[RemoteEndpoint]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asyncmailer.testing", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://"), url
+        yield RemoteEndpoint(url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.mark.parametrize(("rate", "seconds"), [(14, 11.0), (200, 11.0)])
+async def test_sending_rate_holds_at_the_server(
+    endpoint_process: RemoteEndpoint, rate: int, seconds: float
+) -> None:
+    remote = endpoint_process
+    await asyncio.to_thread(remote.reset)
+    loop = asyncio.get_running_loop()
+    async with SESTransport(
+        endpoint_url=remote.url, sending_rate=rate, max_connections=20
+    ) as ses:
+        end = loop.time() + seconds
+
+        async def sender(worker: int) -> None:
+            n = 0
+            while loop.time() < end:
+                await ses.send_mail(
+                    from_="shop@example.com", to=f"w{worker}-{n}@example.org", text="x"
+                )
+                n += 1
+
+        await asyncio.gather(*(sender(i) for i in range(40)))
+    stats = await asyncio.to_thread(remote.stats)
+    arrivals = sorted(stats.send_arrivals)
+    assert stats.max_starts_in_window(1.0) <= rate
+    # Sustained over a 10-second span, after the first second.
+    first = arrivals[0]
+    in_ten = sum(1 for t in arrivals if first + 0.5 <= t < first + 10.5)
+    assert in_ten >= 0.995 * rate * 10, (in_ten, rate)
