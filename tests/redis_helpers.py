@@ -85,7 +85,11 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
                 self.process = None
                 raise RuntimeError(f"redis-server exited at start: {err.strip()}")
             if self.ping():

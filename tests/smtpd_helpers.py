@@ -212,9 +212,7 @@ class SMTPServer:
 
     async def __aenter__(self) -> SMTPServer:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._factory, self.host, 0, ssl=self.ssl_context
-        )
+        self._server = await loop.create_server(self._factory, self.host, 0, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

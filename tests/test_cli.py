@@ -136,13 +136,22 @@ def test_png_image_is_a_valid_png() -> None:
     assert list(chunks)[-1] == b"IEND"
 
 
-def test_demo_subprocess_needs_no_aws_account(tmp_path: Path) -> None:
+# ``python -m asyncmailer`` as after ``pip install .``: without the cli extra's packages.
+WITHOUT_EXTRAS = (
+    "import runpy, sys\n"
+    "for name in ('jinja2', 'rich', 'aiosmtplib', 'redis', 'dkim'):\n"
+    "    sys.modules[name] = None\n"
+    "runpy.run_module('asyncmailer', run_name='__main__')\n"
+)
+
+
+def test_demo_subprocess_needs_no_aws_account_and_no_extras(tmp_path: Path) -> None:
     """What the README's first command does, with no AWS variables and an empty HOME."""
     env = {k: v for k, v in subprocess_env().items() if not k.startswith("AWS_")}
     env["HOME"] = str(tmp_path)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "asyncmailer", "demo", "--out", str(out)],
+        [sys.executable, "-c", WITHOUT_EXTRAS, "demo", "--out", str(out)],
         capture_output=True,
         text=True,
         env=env,
@@ -287,21 +296,25 @@ def test_a_refused_send_is_one_line_and_a_hint(
     assert endpoint.messages() == []
 
 
+FLAGS = ["send", "--from", "a@x.com", "--to", "b@x.org", "--text", "x"]
+TO_FILES = ["--transport", "file", "--dir", "."]
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
         (["send", "--to", "a@example.org", "--text", "x"], "needs --from"),
         (["send", "--from", "a@example.com", "--to", "b@example.org"], "needs a body"),
-        (["send", "--transport", "smtp", "--from", "a@x.com", "--to", "b@x.org", "--text", "x"], "--host"),
-        (["send", "--transport", "file", "--from", "a@x.com", "--to", "b@x.org", "--text", "x"], "--dir"),
-        (["send", "--from", "a@x.com", "--to", "b@x.org", "--text", "@/nonexistent/t"], "cannot read"),
-        (["send", "--from", "a@x.com", "--to", "b@x.org", "--text", "x", "--header", "bad"], "Name: value"),
-        (["send", "--from", "not an address", "--to", "b@x.org", "--text", "x", "--transport", "file", "--dir", "."], "error: "),
-        (["send", "--from", "a@x.com", "--to", "b@x.org", "--text", "x", "--attach", "/nonexistent/f.pdf", "--transport", "file", "--dir", "."], "error: "),
+        ([*FLAGS, "--transport", "smtp"], "needs --host"),
+        ([*FLAGS, "--transport", "file"], "needs --dir"),
+        ([*FLAGS[:-1], "@/nonexistent/t"], "cannot read /nonexistent/t"),
+        ([*FLAGS, "--header", "bad"], "expected 'Name: value'"),
+        (["send", "--from", "no address", *FLAGS[3:], *TO_FILES], "hint: fix the address"),
+        ([*FLAGS, "--attach", "/nonexistent/f.pdf", *TO_FILES], "hint: check that the file"),
         (["send", "--sending-rate", "fast"], "expected a number or 'auto'"),
         ([], "usage: asyncmailer"),
     ],
-)  # fmt: skip
+)
 def test_usage_errors_exit_2_without_traceback(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -310,7 +323,7 @@ def test_usage_errors_exit_2_without_traceback(
     tmp_path: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, *argv)
+    code, _out, err = run(capsys, *argv)
     assert code == 2
     assert needle in err
     assert "Traceback" not in err
@@ -330,9 +343,9 @@ def test_every_error_class_has_a_hint_and_a_troubleshooting_row() -> None:
         if not isinstance(cls, type) or not issubclass(cls, errors.MailError):
             continue
         assert f"`{name}`" in guide, f"docs/ses-guide.md does not explain {name}"
-        if cls not in (errors.MailError, errors.UsageError, errors.MessageError):
-            if cls not in (errors.DeliveryError, errors.ThrottlingError):
-                assert cls in HINTS, f"no CLI hint for {name}"
+        abstract = (errors.MailError, errors.UsageError, errors.MessageError)
+        if cls not in (*abstract, errors.DeliveryError, errors.ThrottlingError):
+            assert cls in HINTS, f"no CLI hint for {name}"
     assert hint_for(errors.SendingRateExceededError("x")) == HINTS[errors.SendingRateExceededError]
     assert hint_for(errors.ThrottlingError("x")) is None
 
@@ -511,7 +524,7 @@ def test_bulk_sends_each_row_once_and_resumes_without_resending(
     assert destinations(endpoint) == {f"user{i}@example.org": 1 for i in range(6)}
     message = endpoint.messages()[0].email_message()
     assert message["Subject"] == "Hi User 0"
-    assert message.get_body(("plain",)).get_content() == "Hello User 0, your id is c0.\n"  # type: ignore[union-attr]
+    assert message.get_body(("plain",)).get_content() == "Hello User 0, your id is c0.\r\n"  # type: ignore[union-attr]
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert html.startswith("<p>Hello User 0</p><footer>user0@example.org</footer>")
     rows = results_rows(bulk_files["results"])
@@ -572,7 +585,7 @@ def test_bulk_undefined_variable_fails_the_row_only(
     )
     (tmp_path / "t.txt").write_text("Hi {{ name }} {{ missing }}")
     results = tmp_path / "results.csv"
-    code, out, _ = run(
+    code, _out, _ = run(
         capsys,
         *("bulk", "--csv", str(csv_path), "--template", str(tmp_path / "t.txt")),
         *("--results", str(results), "--from", SENDER, "--no-progress", *ses(endpoint)),
@@ -790,7 +803,7 @@ def test_bulk_sigkill_never_leads_to_a_duplicate(
     assert in_doubt & set(accepted_then), "no accepted message was left unrecorded"
 
     endpoint.configure(latency=0.0)
-    code, out, _ = run(capsys, *bulk_argv(many_rows, "--sending-rate", "200", *ses(endpoint)))
+    code, _out, _ = run(capsys, *bulk_argv(many_rows, "--sending-rate", "200", *ses(endpoint)))
     assert code == 1  # rows in doubt are left for the user to decide
     after = load_results(many_rows["results"])
     assert len(after) == 40

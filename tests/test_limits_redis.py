@@ -11,6 +11,7 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -63,6 +64,11 @@ def _rate(times: list[float], weights: list[int] | None = None) -> float:
     return total / (times[order[-1]] - times[order[0]])
 
 
+def _client_kwargs(endpoint: Any) -> dict[str, Any]:
+    """SESTransport keywords pointing at a local SES endpoint (typed loosely for **)."""
+    return dict(endpoint.client_kwargs())
+
+
 @pytest.fixture
 async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     redis_client = aioredis.Redis.from_url(redis_server.url)
@@ -73,39 +79,30 @@ async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 # --------------------------------------------------------------------------- the window
 
 
-async def test_one_process_many_tasks_keeps_the_window_and_the_rate(
+async def test_many_tasks_in_two_processes_keep_the_window_and_the_rate(
     redis_server: RedisServer,
 ) -> None:
-    limiter = await _opened(redis_server, rate=200)
-    try:
-        times, _ = await _flat_out([limiter], 2.2, tasks=30)
-    finally:
-        await limiter.aclose()
-    assert worst_window(times) <= 200
-    assert _rate(times) >= 0.97 * 200, _rate(times)
-
-
-async def test_two_clients_share_one_window(redis_server: RedisServer) -> None:
     # Two clients are two "processes": together they get the rate, not twice it.
-    first = await _opened(redis_server, rate=100)
-    second = await _opened(redis_server, rate=100)
+    first = await _opened(redis_server, rate=200)
+    second = await _opened(redis_server, rate=200)
     try:
-        times, _ = await _flat_out([first, second], 2.2, tasks=5)
+        times, _ = await _flat_out([first, second], 2.2, tasks=15)
     finally:
         await first.aclose()
         await second.aclose()
-    assert worst_window(times) <= 100
-    assert 0.97 * 100 <= _rate(times) <= 100
+    assert worst_window(times) <= 200
+    assert 0.97 * 200 <= _rate(times) <= 200, _rate(times)
 
 
 async def test_weights_count_recipients(redis_server: RedisServer) -> None:
-    limiter = await _opened(redis_server, rate=60)
+    # A half-second window (30 units per window at 60/s) keeps the test short.
+    limiter = await _opened(redis_server, rate=60, window=0.5)
     try:
-        times, weights = await _flat_out([limiter], 2.2, tasks=6, weight=lambda i: (1, 3, 7)[i % 3])
+        times, weights = await _flat_out([limiter], 1.3, tasks=6, weight=lambda i: (1, 3, 7)[i % 3])
     finally:
         await limiter.aclose()
     # A message's recipients count at its start, and every message fits in one window.
-    assert worst_window(times, weights) <= 60
+    assert worst_window(times, weights, window=0.5) <= 30
     assert _rate(times, weights) >= 0.9 * 60
 
 
@@ -173,8 +170,10 @@ async def test_decisions_use_the_redis_server_clock(redis_server: RedisServer) -
     async with aioredis.Redis.from_url(redis_server.url) as client:
         try:
             await limiter.acquire()
-            seconds, micros = await client.time()
-            [(_, score)] = await client.zrange(limiter.log_key, 0, -1, withscores=True)
+            now: Any = await client.time()
+            entries: Any = await client.zrange(limiter.log_key, 0, -1, withscores=True)
+            [(_, score)] = entries
+            seconds, micros = now
         finally:
             await limiter.aclose()
     assert 0 <= seconds * 1e6 + micros - score < 1e6
@@ -195,7 +194,7 @@ async def test_set_rate_is_shared_between_clients(redis_server: RedisServer) -> 
         await first.refresh()
         assert await second.refresh() == 50
         assert await follower.refresh() == 50
-        times, _ = await _flat_out([first, second, follower], 1.2, tasks=4)
+        times, _ = await _flat_out([first, second, follower], 0.8, tasks=4)
     finally:
         for limiter in (first, second, follower):
             await limiter.aclose()
@@ -247,9 +246,7 @@ async def test_sending_rate_auto_is_shared_through_redis(redis_server: RedisServ
         async with SESEndpoint(max_send_rate=20) as endpoint:
             limiter = RedisRateLimiter(redis_server.url, key=KEY)
             transport = SESTransport(
-                sending_rate="auto",
-                rate_limiter=limiter,
-                **endpoint.client_kwargs(),
+                sending_rate="auto", rate_limiter=limiter, **_client_kwargs(endpoint)
             )
             async with transport:
                 await transport.send_mail(
@@ -295,7 +292,7 @@ async def test_fail_policy_sends_nothing_through_a_transport(redis_server: Redis
 
     async with SESEndpoint() as endpoint:
         limiter = RedisRateLimiter(redis_server.url, key=KEY, rate=50)
-        async with SESTransport(rate_limiter=limiter, **endpoint.client_kwargs()) as transport:
+        async with SESTransport(rate_limiter=limiter, **_client_kwargs(endpoint)) as transport:
             fields = {"from_": "shop@example.com", "to": "ada@example.com", "text": "Hello"}
             await transport.send_mail(**fields)
             redis_server.kill()
@@ -316,7 +313,7 @@ async def test_local_policy_continues_at_its_share_then_returns_to_redis(
         fallback_share=0.5,
         reconnect_interval=0.3,
     )
-    loop_end = time.monotonic() + 3.0
+    loop_end = time.monotonic() + 2.2
     times: list[float] = []
     events: dict[str, float] = {}
 
@@ -326,10 +323,10 @@ async def test_local_policy_continues_at_its_share_then_returns_to_redis(
             times.append(time.monotonic())
 
     async def chaos() -> None:
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.3)
         events["killed"] = time.monotonic()
         redis_server.kill()
-        await asyncio.sleep(1.4)
+        await asyncio.sleep(1.1)
         assert limiter.using_fallback
         assert limiter.rate == 20
         redis_server.start()

@@ -35,12 +35,23 @@ pytestmark = pytest.mark.redis
 PROCESSES = 4
 ROOT = Path(__file__).resolve().parent.parent
 
-WORKER = r'''
-import asyncio, json, sys, time
+WORKER = r"""
+import asyncio, contextvars, json, sys, time
 
 from asyncmailer import SESTransport
 from asyncmailer.errors import MailError
 from asyncmailer.limits.redis import RedisRateLimiter
+
+granted_at = contextvars.ContextVar("granted_at", default=0.0)
+
+
+class TimedLimiter(RedisRateLimiter):
+    # Records when each grant returned (time.monotonic is shared by all processes).
+
+    async def acquire(self, weight=1):
+        waited = await super().acquire(weight)
+        granted_at.set(time.monotonic())
+        return waited
 
 
 def say(obj):
@@ -49,7 +60,7 @@ def say(obj):
 
 
 async def phase(cfg, loop):
-    limiter = RedisRateLimiter(cfg["redis"], key=cfg["key"], rate=cfg["rate"])
+    limiter = TimedLimiter(cfg["redis"], key=cfg["key"], rate=cfg["rate"])
     transport = SESTransport(
         api="v2",
         endpoint_url=cfg["endpoint"],
@@ -77,6 +88,7 @@ async def phase(cfg, loop):
         go = json.loads(await loop.run_in_executor(None, sys.stdin.readline))
         end = time.monotonic() + go["duration"]
         sent = 0
+        grants = []
         errors = {}
         cpu = time.process_time()
 
@@ -84,17 +96,18 @@ async def phase(cfg, loop):
             nonlocal sent
             while time.monotonic() < end:
                 try:
-                    await transport.send_mail(
+                    result = await transport.send_mail(
                         from_="shop@example.com", to="ada@example.com",
                         subject="Scale-out", text="Hello from several processes",
                     )
                     sent += 1
+                    grants.append((result.response, granted_at.get()))
                 except MailError as exc:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
 
         await asyncio.gather(*(worker() for _ in range(cfg["tasks"])))
         cpu = time.process_time() - cpu
-    say({"sent": sent, "errors": errors, "cpu": cpu})
+    say({"sent": sent, "errors": errors, "cpu": cpu, "grants": grants})
 
 
 async def main():
@@ -107,7 +120,7 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 
 class Fleet:
@@ -212,12 +225,13 @@ def _phase_seconds(default: float) -> float:
     return float(os.environ.get("SCALEOUT_SECONDS", default))
 
 
-def _check(
-    fleet: Fleet, endpoint: SESEndpoint, redis_url: str, rate: int, duration: float
-) -> None:
+def _check(fleet: Fleet, endpoint: SESEndpoint, redis_url: str, rate: int, duration: float) -> None:
     endpoint.configure(throttle_rate=rate)  # the endpoint throttles like SES would
     results = fleet.run(
-        endpoint, redis_url=redis_url, key=f"ses:test{rate}:{time.time()}", rate=rate,
+        endpoint,
+        redis_url=redis_url,
+        key=f"ses:test{rate}:{time.time()}",
+        rate=rate,
         duration=duration,
     )
     stats = endpoint.stats()
@@ -225,11 +239,22 @@ def _check(
     worst = stats.max_starts_in_window(1.0)
     sustained = stats.sustained_rate()
     cpu_per_message = sum(r["cpu"] for r in results) / max(sent, 1)
+    # How long after its grant each request reached the endpoint: what `margin` must cover.
+    arrivals = {m.message_id: m.arrival for m in endpoint.messages()}
+    delays = sorted(
+        arrivals[ses_id] - at for r in results for ses_id, at in r["grants"] if ses_id in arrivals
+    )
+    spread = (
+        f"grant→arrival ms p50 {delays[len(delays) // 2] * 1e3:.1f} "
+        f"p99 {delays[int(len(delays) * 0.99)] * 1e3:.1f} max {delays[-1] * 1e3:.1f}"
+        if delays
+        else "no grants"
+    )
     report = (
         f"R={rate}: {sent} sent by {PROCESSES} processes in {duration}s, worst 1-s window "
         f"{worst}, sustained {sustained:.2f}/s ({sustained / rate:.3f} R), per process "
         f"{[r['sent'] for r in results]}, client CPU {cpu_per_message * 1e6:.0f} µs/message, "
-        f"errors {stats.errors} {[r['errors'] for r in results]}"
+        f"errors {stats.errors} {[r['errors'] for r in results]}, {spread}"
     )
     print(report)
     assert not stats.errors, report

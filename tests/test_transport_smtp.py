@@ -127,10 +127,10 @@ async def test_sequential_sends_reuse_one_connection(smtpd: SMTPServer) -> None:
 
 
 async def test_concurrency_is_bounded_by_max_connections() -> None:
-    async with SMTPServer(RecordingHandler(data_delay=0.03)) as server:
-        async with smtp_for(server, max_connections=3) as smtp:
-            await asyncio.gather(*(smtp.send_mail(msg(n)) for n in range(12)))
-            assert smtp.connections_opened == 3
+    server = SMTPServer(RecordingHandler(data_delay=0.03))
+    async with server, smtp_for(server, max_connections=3) as smtp:
+        await asyncio.gather(*(smtp.send_mail(msg(n)) for n in range(12)))
+        assert smtp.connections_opened == 3
     assert len(server.messages) == 12
     assert server.max_open == 3  # reached, never exceeded
     assert server.handler.max_in_data == 3
@@ -558,4 +558,3 @@ def test_error_mapping(exc: Exception, phase: Any, expected: type, outcome: str 
     assert type(mapped) is expected
     if outcome is not None:
         assert mapped.outcome.value == outcome  # type: ignore[attr-defined]
-

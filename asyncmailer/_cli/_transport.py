@@ -96,7 +96,9 @@ def add_transport_options(
     )
     smtp = parser.add_argument_group("SMTP")
     smtp.add_argument("--host", help="SMTP server host name")
-    smtp.add_argument("--port", type=int, help="SMTP port (default: 465 with --tls, 587 with --starttls, else 25)")
+    smtp.add_argument(
+        "--port", type=int, help="SMTP port (default: 465 with --tls, 587 with --starttls, else 25)"
+    )
     smtp.add_argument("--user", help=f"SMTP user name (or ${SMTP_USER_ENV})")
     smtp.add_argument(
         "--password", help=f"SMTP password (prefer ${SMTP_PASSWORD_ENV}: flags show in ps)"

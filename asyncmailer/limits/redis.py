@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal
@@ -65,6 +66,10 @@ logger = logging.getLogger("asyncmailer.limits")
 
 #: What :meth:`RedisRateLimiter.acquire` does when Redis cannot be reached.
 RedisErrorPolicy = Literal["fail", "local"]
+
+# Seconds before its start at which a waiter lets the next caller of its process reserve:
+# at most two reservations per process, and the next round trip overlaps the current wait.
+_HANDOFF = 0.01
 
 INSTALL_HINT = "RedisRateLimiter needs the redis package: pip install 'asyncmailer[redis]'"
 
@@ -237,6 +242,7 @@ class RedisRateLimiter(RateLimiter):
         "_client",
         "_client_given",
         "_configured",
+        "_declared",
         "_dirty",
         "_effective",
         "_errors",
@@ -341,8 +347,10 @@ class RedisRateLimiter(RateLimiter):
         self.adaptive = AdaptiveRate(configured or 1.0)
         self._configured = configured
         self._effective = configured
-        # Our configured rate must be written to Redis (set at open and by set_rate).
-        self._dirty = rate is not None
+        # Whether this process declares the rate (stored at every open) or follows Redis.
+        self._declared = rate is not None
+        # Our configured rate must be written to Redis (at open, and after set_rate).
+        self._dirty = self._declared
         self._rate_generation = 0
         self._client: Redis | None = None
         self._sha: str | None = None
@@ -393,10 +401,13 @@ class RedisRateLimiter(RateLimiter):
         :class:`~asyncmailer.errors.RateLimiterError` here; with ``"local"`` the limiter
         starts on its fallback and keeps trying to reach Redis.
         """
+        if self._client is not None:  # opened again without aclose(): start afresh
+            await self.aclose()
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
         self._fallback = None
         self._next_probe = float("-inf")
+        self._dirty = self._dirty or self._declared
         ad = self.adaptive
         self._settings = " ".join(
             (
@@ -501,10 +512,13 @@ class RedisRateLimiter(RateLimiter):
         the policy is ``"fail"``, or when no rate is known.
         """
         loop, lock = self._check_open()
+        weight = math.ceil(weight)  # whole units: the log records integers
         if weight <= 0:
             return 0.0
         start = loop.time()
-        async with lock:
+        await lock.acquire()
+        locked = True
+        try:
             if loop.time() >= self._next_probe:
                 try:
                     reply = await self._call("acquire", weight)
@@ -522,13 +536,19 @@ class RedisRateLimiter(RateLimiter):
                         raise RateLimiterError(
                             f"no rate is known for key {self.key!r}: pass rate= or call set_rate()"
                         )
-                    delay = int(reply[1]) / 1e6
-                    if delay > 0:
-                        try:
-                            await asyncio.sleep(delay)
-                        except asyncio.CancelledError:
-                            self._spawn(self._background_call("release", member=reply[2]))
-                            raise
+                    deadline = loop.time() + int(reply[1]) / 1e6
+                    try:
+                        # Hand the queue to the next caller shortly before our start, so
+                        # that its round trip overlaps our wait instead of following it.
+                        if deadline - _HANDOFF > loop.time():
+                            await asyncio.sleep(deadline - _HANDOFF - loop.time())
+                        lock.release()
+                        locked = False
+                        if deadline > loop.time():
+                            await asyncio.sleep(deadline - loop.time())
+                    except asyncio.CancelledError:
+                        self._spawn(self._background_call("release", member=reply[2]))
+                        raise
                     return loop.time() - start
             elif self.on_redis_error == "fail":
                 raise RateLimiterError(
@@ -541,6 +561,9 @@ class RedisRateLimiter(RateLimiter):
                     f"Redis is unavailable and no rate is known for key {self.key!r}"
                 )
             await fallback.acquire(weight)
+        finally:
+            if locked:
+                lock.release()
         return loop.time() - start
 
     # ------------------------------------------------------------------ internals

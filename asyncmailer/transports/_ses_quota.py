@@ -36,6 +36,13 @@ class QuotaTracker:
         policy: DailyQuotaPolicy,
         enabled: bool,
     ) -> None:
+        if enabled and policy == "wait" and not refresh_interval:
+            # Nothing would ever wake a waiting send: refuse instead of hanging.
+            raise ConfigurationError(
+                "daily_quota='wait' needs quota_refresh: the quota is only seen to grow "
+                "when it is read again",
+                option="quota_refresh",
+            )
         #: Fraction of MaxSendRate used as the sending rate.
         self.safety_factor = safety_factor
         #: Seconds between quota reads (None: read once).

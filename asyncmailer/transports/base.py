@@ -40,7 +40,7 @@ import dataclasses
 import enum
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from email.message import EmailMessage
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
@@ -565,7 +565,7 @@ class Transport(abc.ABC):
         *,
         concurrency: int | None = None,
         progress: Callable[[int, SendOutcome], object] | None = None,
-    ) -> AsyncIterator[SendOutcome]:
+    ) -> AsyncGenerator[SendOutcome, None]:
         """Send many messages with bounded concurrency; yield one outcome each, in order.
 
         Example::

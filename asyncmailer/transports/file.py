@@ -54,7 +54,7 @@ def message_file_name(message_id: str, suffix: str = ".eml") -> str:
 
 
 class FileTransport(Transport):
-    """Writes each message to ``directory`` as an ``.eml`` file; the result's ``response`` is its path.
+    """Writes each message to ``directory`` as an ``.eml`` file; ``response`` is its path.
 
     - ``directory``: created (with parents) on open when missing.
     - ``suffix``: file extension (default ``".eml"``).

@@ -83,7 +83,7 @@ class SentMessage:
     def email(self) -> EmailMessage:
         """The message parsed with the stdlib (``email.policy.default``)."""
         if self._email is None:
-            self._email = _PARSER.parsebytes(self.composed.raw)  # type: ignore[assignment]
+            self._email = _PARSER.parsebytes(self.composed.raw)
         assert self._email is not None
         return self._email
 
@@ -126,8 +126,8 @@ class SentMessage:
 
     @property
     def attachments(self) -> list[EmailMessage]:
-        """The attachment parts; use ``.get_filename()``, ``.get_content_type()``, ``.get_content()``."""
-        return list(self.email.iter_attachments())  # type: ignore[arg-type]
+        """The attachment parts (``.get_filename()``, ``.get_content_type()``...)."""
+        return list(self.email.iter_attachments())
 
     def header(self, name: str) -> str | None:
         """The decoded value of the header ``name`` (the first one), or None."""
@@ -340,7 +340,9 @@ class MemoryTransport(Transport):
         The failure message lists what was sent.
         """
         if count is not None and count < 1:
-            raise ConfigurationError("count must be at least 1; use assert_not_sent()", option="count")
+            raise ConfigurationError(
+                "count must be at least 1; use assert_not_sent()", option="count"
+            )
         found = self.find(**criteria)
         if found and (count is None or len(found) == count):
             return found[0]
@@ -362,7 +364,9 @@ class MemoryTransport(Transport):
     def assert_no_mail(self) -> None:
         """Assert that nothing was sent."""
         if self._messages:
-            raise AssertionError(f"expected no mail, {len(self._messages)} sent\n" + self._summary())
+            raise AssertionError(
+                f"expected no mail, {len(self._messages)} sent\n" + self._summary()
+            )
 
     def _summary(self) -> str:
         if not self._messages:
@@ -370,8 +374,7 @@ class MemoryTransport(Transport):
         lines = [f"outbox: {len(self._messages)} message(s)"]
         for m in self._messages[:20]:
             lines.append(
-                f"  [{m.index}] from {m.envelope.from_} to {', '.join(m.recipients)}: "
-                f"{m.subject!r}"
+                f"  [{m.index}] from {m.envelope.from_} to {', '.join(m.recipients)}: {m.subject!r}"
             )
         if len(self._messages) > 20:
             lines.append(f"  ... and {len(self._messages) - 20} more")
@@ -389,7 +392,9 @@ class MemoryTransport(Transport):
             raise error
         sent = SentMessage(composed, message, len(self._messages))
         self._messages.append(sent)
-        return Delivery(response=f"stored in memory as #{sent.index}", message_id=composed.message_id)
+        return Delivery(
+            response=f"stored in memory as #{sent.index}", message_id=composed.message_id
+        )
 
 
 def _describe(criteria: Mapping[str, Any]) -> str:

@@ -77,7 +77,7 @@ from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Message
 from asyncmailer.result import ComposedMessage
 from asyncmailer.retry import RetryPolicy
-from asyncmailer.transports.base import Delivery, Transport
+from asyncmailer.transports.base import Delivery, Transport, TransportState
 
 if TYPE_CHECKING:
     import aiosmtplib
@@ -107,7 +107,7 @@ class _StaleConnectionError(Exception):
 class _Connection:
     """One pooled SMTP session."""
 
-    __slots__ = ("client", "clean", "idle_since", "idle_timer", "number", "transactions")
+    __slots__ = ("clean", "client", "idle_since", "idle_timer", "number", "transactions")
 
     def __init__(self, client: aiosmtplib.SMTP, number: int) -> None:
         self.client = client
@@ -297,8 +297,7 @@ class SMTPTransport(Transport):
             conn = self._free.pop()
             self._cancel_idle_timer(conn)
             expired = (
-                self.idle_timeout is not None
-                and loop.time() - conn.idle_since >= self.idle_timeout
+                self.idle_timeout is not None and loop.time() - conn.idle_since >= self.idle_timeout
             )
             if expired or not conn.client.is_connected:
                 self._retire(conn)
@@ -315,7 +314,7 @@ class SMTPTransport(Transport):
         if (
             not conn.clean
             or not conn.client.is_connected
-            or self.state.value == "closed"
+            or self.state is TransportState.CLOSED
             or (limit is not None and conn.transactions >= limit)
         ):
             self._retire(conn)
@@ -629,4 +628,3 @@ def _map_smtp_error(exc: BaseException, *, phase: Phase, message_id: str | None)
     # STARTTLS or AUTH not offered, or a similar mismatch between options and server.
     text = getattr(exc, "message", None) or str(exc)
     return ConfigurationError(f"SMTP {where}: {text}")
-
