@@ -24,30 +24,43 @@ from asyncmailer.message import (
     Message,
     PreparedHeader,
 )
-from asyncmailer.mime import compose
+from asyncmailer.dkim import DKIMSigner
+from asyncmailer.mime import compose, compose_sync
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
-from asyncmailer.transports import SESTransport, Transport, TransportState
+from asyncmailer.transports import (
+    FileTransport,
+    MemoryTransport,
+    SESTransport,
+    SMTPTransport,
+    Transport,
+    TransportState,
+)
 
 __all__ = [
     "Address",
     "Attachment",
     "ComposedMessage",
+    "DKIMSigner",
     "Envelope",
+    "FileTransport",
     "Group",
     "IcalEvent",
     "ListHeaders",
     "ListLink",
     "LocalRateLimiter",
+    "MemoryTransport",
     "Message",
     "PreparedHeader",
     "RateLimiter",
     "RetryPolicy",
     "SESTransport",
+    "SMTPTransport",
     "SendResult",
     "Transport",
     "TransportState",
     "compose",
+    "compose_sync",
     "errors",
 ]
 

@@ -38,10 +38,8 @@ TO = "Ada Lovelace <ada@example.org>"
 SUBJECT = "Your order #12345 is confirmed"
 TEXT = "Hello Ada,\n\nThanks for your order #12345. Your café latte beans ship tomorrow.\n" * 12
 HTML = (
-    "<html><body>"
-    + "<p>Hello <b>Ada</b>, thanks for your order #12345. "
-    "Your café latte beans ship tomorrow.</p>\n" * 30
-    + "</body></html>"
+    "<html><body>" + "<p>Hello <b>Ada</b>, thanks for your order #12345. "
+    "Your café latte beans ship tomorrow.</p>\n" * 30 + "</body></html>"
 )
 #: Dummy credentials: the endpoint does not check signatures (the client still signs).
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -158,8 +156,8 @@ def node_version() -> str:
 
 def machine() -> str:
     """One line describing where the numbers come from."""
-    import aiobotocore  # noqa: PLC0415
-    import botocore  # noqa: PLC0415
+    import aiobotocore
+    import botocore
 
     load = os.getloadavg()[0]
     return (
@@ -206,25 +204,31 @@ class Ticker:
     """Measures event-loop lag: how late a ``sleep(interval)`` loop wakes up.
 
     Start it with ``task = asyncio.create_task(ticker.run())``; stop with ``ticker.stop()``
-    then ``await task``. ``lags`` holds each wake-up's overshoot in seconds.
+    then ``await task``. ``lags`` holds each wake-up's overshoot in seconds of wall time;
+    ``busy`` holds the CPU time the event-loop thread spent during each sleep (what other
+    callbacks ran before the ticker could; unlike ``lags``, it does not grow when the
+    machine is so loaded that the process waits for a core).
     """
 
     def __init__(self, interval: float = 0.001) -> None:
         #: The sleep the ticker asks for, seconds.
         self.interval = interval
-        #: Overshoot of every wake-up, seconds.
+        #: Wall-clock overshoot of every wake-up, seconds.
         self.lags: list[float] = []
+        #: Loop-thread CPU seconds spent during every sleep.
+        self.busy: list[float] = []
         self._running = True
 
     async def run(self) -> None:
         """Tick until :meth:`stop`."""
-        import asyncio  # noqa: PLC0415
+        import asyncio
 
-        clock = time.perf_counter
+        clock, cpu = time.perf_counter, time.thread_time
         while self._running:
-            before = clock()
+            before, cpu_before = clock(), cpu()
             await asyncio.sleep(self.interval)
-            self.lags.append(clock() - before - self.interval)
+            self.lags.append(max(0.0, clock() - before - self.interval))
+            self.busy.append(cpu() - cpu_before)
 
     def stop(self) -> None:
         """Make :meth:`run` return after its current tick."""

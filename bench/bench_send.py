@@ -113,8 +113,9 @@ async def _drive(
 async def _asyncmailer(
     url: str, api: str, tuned: bool, concurrency: int, duration: float, warmup: float
 ) -> dict[str, Any]:
-    from asyncmailer.transports import SESTransport  # noqa: PLC0415
-    from ses_tuning import TunedSESTransport  # noqa: PLC0415
+    from ses_tuning import TunedSESTransport
+
+    from asyncmailer.transports import SESTransport
 
     cls = TunedSESTransport if tuned else SESTransport
     message = _common.message()
@@ -132,8 +133,8 @@ async def _asyncmailer(
 async def _aiobotocore(
     url: str, api: str, concurrency: int, duration: float, warmup: float
 ) -> dict[str, Any]:
-    from aiobotocore.config import AioConfig  # noqa: PLC0415
-    from aiobotocore.session import get_session  # noqa: PLC0415
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
 
     raw = _common.prebuilt_raw()
     sender, recipient = "shop@example.com", "ada@example.org"
@@ -298,9 +299,7 @@ def summarize(
         for lat in args.latency:
             for n in args.concurrency:
                 runs = [
-                    s
-                    for s in samples
-                    if (s.contender, s.latency, s.concurrency) == (c.key, lat, n)
+                    s for s in samples if (s.contender, s.latency, s.concurrency) == (c.key, lat, n)
                 ]
                 med[(c.key, lat, n)] = (
                     median([s.rate for s in runs]),
@@ -324,7 +323,12 @@ def summarize(
 
     keys = {c.key for c in contenders}
     comparisons: list[tuple[str, str, str, str]] = []  # (label, ours, theirs, metric)
-    for ours in ("asyncmailer-v1", "asyncmailer-v2", "asyncmailer-v1-tuned", "asyncmailer-v2-tuned"):
+    for ours in (
+        "asyncmailer-v1",
+        "asyncmailer-v2",
+        "asyncmailer-v1-tuned",
+        "asyncmailer-v2-tuned",
+    ):
         if ours not in keys:
             continue
         for theirs, metric in (
@@ -399,7 +403,7 @@ def main() -> None:
     args.rounds = args.rounds or (1 if quick else 3)
     args.duration = args.duration or (1.0 if quick else 3.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if quick else 0.5)
-    args.latency = args.latency or ([0.0, 0.05] if not quick else [0.0, 0.05])
+    args.latency = args.latency or [0.0, 0.05]
     args.concurrency = args.concurrency or ([10] if quick else [1, 10, 50])
     node = _common.node_packages()
     contenders = [
@@ -423,6 +427,9 @@ def main() -> None:
     if args.write_docs:
         _common.write_section(SECTION, _docs(args, header, table))
         print(f"wrote '## {SECTION}' in {_common.DOCS}", file=sys.stderr)
+    errors = sum(s.errors for s in samples)
+    if errors:
+        sys.exit(f"{errors} sends failed")
 
 
 def _docs(args: argparse.Namespace, header: str, table: str) -> str:

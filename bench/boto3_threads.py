@@ -45,9 +45,7 @@ def run(url: str, concurrency: int, duration: float, warmup: float, api: str) ->
                 Content={"Raw": {"Data": raw}},
             )
         else:
-            client.send_raw_email(
-                Source=sender, Destinations=[recipient], RawMessage={"Data": raw}
-            )
+            client.send_raw_email(Source=sender, Destinations=[recipient], RawMessage={"Data": raw})
 
     errors = 0
 

@@ -18,10 +18,25 @@ saves before it is moved into ``SESTransport._create_client``. The tweaks, by na
 ``novalidate``
     ``parameter_validation=False``: the transport builds the parameters itself, so
     botocore's schema walk over them is pure overhead.
+
+Two more changes concern the edges of a transport's life rather than each request:
+
+``preload``
+    Creating an aiobotocore client reads and parses botocore's JSON data files (service
+    model, endpoint rules, partitions) synchronously, blocking the event loop for 50–200 ms.
+    :func:`preload_botocore_data` reads them in a worker thread first, into the session's
+    loader cache, so ``create_client`` finds them there.
+``warm``
+    aiobotocore builds its aiohttp session, connector and SSL context on the first request
+    (in a thread, but tens of ms during which that request waits after the rate limiter
+    granted it). One cheap request in ``__aenter__`` (``GetSendQuota`` / ``GetAccount``,
+    errors ignored) moves that cost out of the rate-limited sends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,7 +44,13 @@ from urllib.parse import quote_plus
 
 from asyncmailer.transports.ses import SESTransport
 
-__all__ = ["ALL_TWEAKS", "TunedSESTransport", "encode_query", "tune_client"]
+__all__ = [
+    "ALL_TWEAKS",
+    "TunedSESTransport",
+    "encode_query",
+    "preload_botocore_data",
+    "tune_client",
+]
 
 #: Every tweak :func:`tune_client` knows.
 ALL_TWEAKS = ("query", "ua", "novalidate")
@@ -84,7 +105,7 @@ class _CachedUserAgent:
 
 def tune_client(client: Any, tweaks: Iterable[str] = ALL_TWEAKS) -> None:
     """Apply the named tweaks to an aiobotocore ``ses`` / ``sesv2`` client, in place."""
-    import botocore.serialize  # noqa: PLC0415
+    import botocore.serialize
 
     tweaks = set(tweaks)
     unknown = tweaks - set(ALL_TWEAKS)
@@ -110,17 +131,57 @@ def tune_client(client: Any, tweaks: Iterable[str] = ALL_TWEAKS) -> None:
         )
 
 
-class TunedSESTransport(SESTransport):
-    """SESTransport whose own client gets :func:`tune_client` (the proposed change)."""
+async def preload_botocore_data(session: Any, service: str) -> None:
+    """Read the botocore data files a ``service`` client needs, in a worker thread.
 
-    def __init__(self, *args: Any, tweaks: Iterable[str] = ALL_TWEAKS, **kwargs: Any) -> None:
+    They land in the session's loader cache, so ``session.create_client(service)`` no longer
+    parses JSON on the event loop.
+    """
+    loader = session.get_component("data_loader")
+
+    def load() -> None:
+        for kind in ("service-2", "endpoint-rule-set-1"):
+            with contextlib.suppress(Exception):
+                loader.load_service_model(service, kind)
+        for name in ("endpoints", "partitions", "sdk-default-configuration"):
+            with contextlib.suppress(Exception):
+                loader.load_data(name)
+
+    await asyncio.to_thread(load)
+
+
+class TunedSESTransport(SESTransport):
+    """SESTransport with the proposed changes: client tweaks, preloading, warm-up."""
+
+    def __init__(
+        self,
+        *args: Any,
+        tweaks: Iterable[str] = ALL_TWEAKS,
+        preload: bool = True,
+        warm: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         #: The tweaks applied to the client created in ``__aenter__``.
         self.tweaks = tuple(tweaks)
+        #: Read botocore's data files in a thread before creating the client.
+        self.preload = preload
+        #: Make one cheap request in ``__aenter__``.
+        self.warm = warm
 
     async def _create_client(self) -> Any:
+        if self.preload:
+            from aiobotocore.session import get_session
+
+            self._session = self._session or get_session()
+            await preload_botocore_data(
+                self._session, "sesv2" if self._api_asked == "v2" else "ses"
+            )
         client = await super()._create_client()
         tune_client(client, self.tweaks)
+        if self.warm:
+            with contextlib.suppress(Exception):  # a missing IAM permission is no reason to fail
+                await (client.get_account() if self._api_asked == "v2" else client.get_send_quota())
         return client
 
 

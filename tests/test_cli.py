@@ -353,11 +353,12 @@ def test_every_error_class_has_a_hint_and_a_troubleshooting_row() -> None:
 # ------------------------------------------------------------------------ verify/quota
 
 
-def test_verify_v2_passes_on_a_ready_account(
-    endpoint: SESEndpoint, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_verify_passes_on_a_ready_account(
+    endpoint: SESEndpoint, capsys: pytest.CaptureFixture[str], api: str
 ) -> None:
     endpoint.configure(verified_identities={"example.com"}, max_send_rate=30)
-    code, out, _ = run(capsys, "verify", "--from", SENDER, *ses(endpoint))
+    code, out, _ = run(capsys, "verify", "--api", api, "--from", SENDER, *ses(endpoint))
     assert code == 0, out
     lines = out.splitlines()
     for name in ("credentials", "sending", "production", "quota", "identity", "dkim"):
@@ -366,8 +367,12 @@ def test_verify_v2_passes_on_a_ready_account(
     assert "30 recipients/s" in out
     assert out.rstrip().endswith("Ready to send.")
     requests = endpoint.stats().requests
-    assert requests.get("sesv2:GetAccount") == 1
-    assert "ses:GetSendQuota" not in requests
+    if api == "v2":  # one call answers credentials, sending, sandbox and quota
+        assert requests.get("sesv2:GetAccount") == 1
+        assert not any(name.startswith("ses:") for name in requests)
+    else:
+        assert requests.get("ses:GetSendQuota") == 1
+        assert not any(name.startswith("sesv2:") for name in requests)
 
 
 def test_verify_reports_each_problem_with_its_fix(
@@ -816,3 +821,66 @@ def test_bulk_sigkill_never_leads_to_a_duplicate(
             assert record.status == "unknown"
             assert record.email in in_doubt
     assert {r.email for r in after.values() if r.status == "unknown"} == in_doubt
+
+
+@pytest.mark.slow
+def test_bulk_second_sigint_aborts_and_records_each_row_truthfully(
+    endpoint: SESEndpoint, capsys: pytest.CaptureFixture[str], many_rows: dict[str, Path]
+) -> None:
+    # Six rows handed over at once, one admitted every 0.2 s, each answered after 1 s: when
+    # the second SIGINT comes, some are at SES (accepted, unanswered), some still waiting.
+    endpoint.configure(latency=1.0)
+    proc = start_bulk(many_rows, endpoint, "--sending-rate", "5", "--concurrency", "6")
+    wait_for_messages(endpoint, proc, 2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "aborting the messages in flight" in err
+    accepted = set(destinations(endpoint))
+    records = load_results(many_rows["results"])
+    statuses = {r.email: r.status for r in records.values()}
+    assert {e for e, s in statuses.items() if s == "unknown"} == accepted
+    assert set(statuses.values()) <= {"unknown", "not_sent"}
+    not_sent = {e for e, s in statuses.items() if s == "not_sent"}
+
+    endpoint.configure(latency=0.0)
+    code, out, _ = run(capsys, *bulk_argv(many_rows, "--sending-rate", "200", *ses(endpoint)))
+    assert code == 1
+    assert f"{len(accepted)} unknown before (skipped; --retry-unknown)" in out
+    counts = destinations(endpoint)
+    assert max(counts.values()) == 1
+    assert not_sent <= set(counts)  # nothing had gone out: sent by the resumed run
+    assert len(counts) == 40
+
+
+def test_configuration_error_hints_name_the_option() -> None:
+    error = errors.ConfigurationError("bad", option="sending_rate")
+    assert (
+        hint_for(error) == "check 'sending_rate' (for the command line: --sending-rate, see --help)"
+    )
+    assert hint_for(errors.ConfigurationError("no AWS credentials", option="credentials")) is None
+    assert hint_for(errors.ConfigurationError("bad")) == HINTS[errors.ConfigurationError]
+
+
+def test_denied_quota_reads_are_told_apart_from_bad_credentials() -> None:
+    from botocore.exceptions import ClientError
+
+    from asyncmailer._cli._account import _CallFailed, _credentials_failure
+    from asyncmailer.transports._ses_errors import map_ses_error
+
+    def failure(code: str) -> _CallFailed:
+        response: Any = {"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {}}
+        error = map_ses_error(ClientError(response, "GetSendQuota"), action="ses:GetSendQuota")
+        assert error is not None
+        return _CallFailed(code, error)
+
+    denied = _credentials_failure(failure("AccessDenied"), "eu-west-1")
+    assert (denied.status, denied.fix) == (
+        "WARN",
+        "grant ses:GetSendQuota / ses:GetAccount (needed for --sending-rate auto)",
+    )
+    invalid = _credentials_failure(failure("InvalidClientTokenId"), "eu-west-1")
+    assert invalid.status == "FAIL"
+    assert invalid.fix is not None and "AWS_ACCESS_KEY_ID" in invalid.fix

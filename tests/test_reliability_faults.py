@@ -337,9 +337,10 @@ async def test_sends_released_by_the_daily_quota_keep_to_the_rate() -> None:
         endpoint.configure(max_24_hour_send=100)
         await asyncio.gather(*tasks)
     # 9/s. Had the ten sends holding a connection slot also held a granted unit, ten would
-    # have gone at once, then the rest at the rate: 17 or more in one second. The +1
-    # absorbs the first requests' connection set-up, which delays their arrival.
-    assert endpoint.stats().max_starts_in_window(1.0) <= 9 + 1
+    # have gone at once, then the rest at the rate: 17 or more in one second. The +2
+    # absorbs the first two requests' connection set-up (~15 ms on loopback, more than the
+    # limiter's 2 ms margin), which delays their arrival relative to later ones.
+    assert endpoint.stats().max_starts_in_window(1.0) <= 9 + 2
 
 
 def test_daily_quota_wait_needs_a_refresh_to_ever_wake_up() -> None:

@@ -171,7 +171,7 @@ class Fleet:
                 "key": key,
                 "rate": rate,
                 "connections": 10,
-                "tasks": 10,
+                "tasks": int(os.environ.get("SCALEOUT_TASKS", 10)),
                 "warm": 2,
             }
         )

@@ -157,12 +157,24 @@ async def test_fail_next_retry_safe_error_is_retried() -> None:
         assert transport.attempts == 3
         assert len(transport) == 1
 
-        transport.fail_next(SendingRateExceededError("slow down"), times=3)
+        injected = SendingRateExceededError("slow down", code="Throttling")
+        transport.fail_next(injected, times=3)
         with pytest.raises(SendingRateExceededError) as info:
             await transport.send_mail(welcome())
         assert info.value.attempts == 3
         assert info.value.outcome is Outcome.RETRY_SAFE
+        assert info.value.code == "Throttling"
+        assert info.value is not injected  # each attempt raises its own copy
+        assert injected.attempts == 1 and injected.message_id is None
         assert len(transport) == 1
+
+        transport.fail_next(MessageRejectedError("no"), times=2)
+        ids = []
+        for _ in range(2):
+            with pytest.raises(MessageRejectedError) as rejected:
+                await transport.send_mail(welcome())
+            ids.append(rejected.value.message_id)
+        assert ids[0] != ids[1]  # each error names its own message
 
 
 async def test_fail_next_validation(outbox: MemoryTransport) -> None:

@@ -20,7 +20,16 @@ from asyncmailer.errors import AccessDeniedError, ConfigurationError, MailError
 from asyncmailer.transports import SESTransport
 from asyncmailer.transports._ses_errors import map_ses_error
 
-__all__ = ["Check", "Quota", "add_parsers", "format_checks", "read_quota", "verify_account"]
+__all__ = [
+    "Check",
+    "Quota",
+    "add_parsers",
+    "format_checks",
+    "read_quota",
+    "run_quota",
+    "run_verify",
+    "verify_account",
+]
 
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 Api = Literal["v1", "v2"]
@@ -387,9 +396,12 @@ async def verify_account(
         checks.append(Check("credentials", "PASS", f"SES answers in {region} (API {api})"))
 
     try:
+        if api == "v2" and "SendingEnabled" not in details:
+            raise _CallFailed("", ConfigurationError("GetAccount gave no answer"))
         enabled = await account.sending_enabled(details)
     except _CallFailed as failure:
-        checks.append(_could_not("sending", failure, "ses:GetAccountSendingEnabled"))
+        action = "ses:GetAccount" if api == "v2" else "ses:GetAccountSendingEnabled"
+        checks.append(_could_not("sending", failure, action))
     else:
         checks.append(
             Check("sending", "PASS", "sending is enabled for the account")

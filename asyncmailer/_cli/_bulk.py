@@ -18,7 +18,7 @@ import math
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
@@ -49,7 +49,16 @@ from asyncmailer.message import Attachment, Message
 from asyncmailer.result import SendResult
 from asyncmailer.transports import Transport
 
-__all__ = ["BulkSummary", "CSVRows", "Row", "add_parser", "classify", "run", "run_bulk"]
+__all__ = [
+    "BulkSummary",
+    "CSVRows",
+    "Row",
+    "add_parser",
+    "classify",
+    "default_concurrency",
+    "run",
+    "run_bulk",
+]
 
 #: Rows read from the CSV per trip to the worker thread.
 CHUNK = 500
@@ -104,7 +113,8 @@ class CSVRows:
         with handle:
             return sum(1 for _ in reader)
 
-    async def __aiter__(self) -> AsyncIterator[Row]:
+    async def iterate(self) -> AsyncGenerator[Row, None]:
+        """The rows, in order; ids are checked for uniqueness on the way."""
         handle, reader = await anyio.to_thread.run_sync(self._open)
         seen: set[str] = set()
         number = 0
@@ -293,70 +303,79 @@ async def run_bulk(
         summary.done += 1
         return True
 
+    async def prepare(row: Row) -> Message | None:
+        """The row's message; None when the row is skipped or cannot be rendered."""
+        prior = previous.get(row.row_id)
+        if prior is not None:
+            if prior.email != row.email:
+                raise CLIError(
+                    f"row {row.row_id} was {prior.email} in {results} but is {row.email} in "
+                    "the CSV: the CSV changed since that run",
+                    hint="use a new --results file for a different CSV",
+                )
+            if skip(prior):
+                update()
+                return None
+        message_id = f"<{uuid.uuid4().hex}@{domain}>"
+        try:
+            if not row.email:
+                raise RenderError("the row has no email address")
+            rendered = templates.render(row.fields)
+        except RenderError as exc:
+            failed = ResultRecord(row.row_id, row.email, "failed", "", f"RenderError: {exc}")
+            await log.append(failed)
+            summary.failed += 1
+            summary.done += 1
+            update()
+            return None
+        # Journal first: if the process dies from here on, the row is known to be in doubt.
+        await log.append(ResultRecord(row.row_id, row.email, "sending", message_id))
+        in_flight.append((row, message_id))
+        return Message(
+            from_=sender,
+            to=row.email,
+            reply_to=reply_to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            attachments=[Attachment(path=path) for path in attachments],
+            headers=list(headers) or None,
+            message_id=message_id,
+        )
+
     async def messages() -> AsyncIterator[Message]:
         try:
-            async for row in rows:
-                if stop.is_set():
-                    return
-                prior = previous.get(row.row_id)
-                if prior is not None:
-                    if prior.email != row.email:
-                        raise CLIError(
-                            f"row {row.row_id} was {prior.email} in {results} but is {row.email} "
-                            "in the CSV: the CSV changed since that run",
-                            hint="use a new --results file for a different CSV",
-                        )
-                    if skip(prior):
-                        update()
-                        continue
-                message_id = f"<{uuid.uuid4().hex}@{domain}>"
-                try:
-                    if not row.email:
-                        raise RenderError("the row has no email address")
-                    rendered = templates.render(row.fields)
-                except RenderError as exc:
-                    await log.append(
-                        ResultRecord(row.row_id, row.email, "failed", "", f"RenderError: {exc}")
-                    )
-                    summary.failed += 1
-                    summary.done += 1
-                    update()
-                    continue
-                await log.append(ResultRecord(row.row_id, row.email, "sending", message_id))
-                in_flight.append((row, message_id))
-                yield Message(
-                    from_=sender,
-                    to=row.email,
-                    reply_to=reply_to,
-                    subject=rendered.subject,
-                    text=rendered.text,
-                    html=rendered.html,
-                    attachments=[Attachment(path=path) for path in attachments],
-                    headers=list(headers) or None,
-                    message_id=message_id,
-                )
+            async with contextlib.aclosing(rows.iterate()) as reader:
+                async for row in reader:
+                    if stop.is_set():
+                        return
+                    message = await prepare(row)
+                    if message is not None:
+                        yield message
         except Exception as exc:  # send_many must not see it: keep it, stop feeding
             fatal.append(exc)
             stop.set()
 
     try:
-        async for outcome in transport.send_many(messages(), concurrency=concurrency):
-            row, message_id = in_flight.popleft()
-            status, result_id, error = classify(outcome)
-            await log.append(
-                ResultRecord(row.row_id, row.email, status, result_id or message_id, error)
-            )
-            if status == "sent":
-                summary.sent += 1
-                summary.recent.append(time.monotonic())
-            elif status == "failed":
-                summary.failed += 1
-            elif status == "not_sent":
-                summary.not_sent += 1
-            else:
-                summary.unknown += 1
-            summary.done += 1
-            update()
+        outcomes = transport.send_many(messages(), concurrency=concurrency)
+        async with contextlib.aclosing(outcomes):
+            async for outcome in outcomes:
+                row, message_id = in_flight.popleft()
+                status, result_id, error = classify(outcome)
+                await log.append(
+                    ResultRecord(row.row_id, row.email, status, result_id or message_id, error)
+                )
+                if status == "sent":
+                    summary.sent += 1
+                    summary.recent.append(time.monotonic())
+                elif status == "failed":
+                    summary.failed += 1
+                elif status == "not_sent":
+                    summary.not_sent += 1
+                else:
+                    summary.unknown += 1
+                summary.done += 1
+                update()
         finished = True
     finally:
         if in_flight:  # only after an unexpected error: be conservative

@@ -25,7 +25,7 @@ from asyncmailer.result import SendResult
 from asyncmailer.testing import SESEndpoint
 from asyncmailer.transports import SESTransport
 
-__all__ = ["DemoResult", "demo_message", "mime_tree", "png_image", "run_demo"]
+__all__ = ["DemoResult", "demo_message", "format_demo", "mime_tree", "png_image", "run_demo"]
 
 SENDER = "Asyncmailer Demo <demo@example.com>"
 RECIPIENT = "Ada Lovelace <ada@example.org>"

@@ -77,6 +77,11 @@ def echo(text: str = "", *, err: bool = False, file: TextIO | None = None) -> No
 
 def hint_for(exc: BaseException) -> str | None:
     """The hint of the most specific class of ``exc`` listed in :data:`HINTS`."""
+    if isinstance(exc, errors.ConfigurationError) and exc.option is not None:
+        if exc.option == "credentials":
+            return None  # the message already says where credentials come from
+        flag = "--" + exc.option.replace("_", "-")
+        return f"check {exc.option!r} (for the command line: {flag}, see --help)"
     for cls in type(exc).__mro__:
         hint = HINTS.get(cls)
         if hint is not None:

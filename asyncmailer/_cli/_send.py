@@ -15,7 +15,7 @@ from asyncmailer.message import Attachment, Message
 from asyncmailer.mime import compose
 from asyncmailer.result import SendResult
 
-__all__ = ["add_parser", "format_result", "run"]
+__all__ = ["add_parser", "build_message", "format_result", "run"]
 
 
 def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:

@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
 
-from asyncmailer.errors import ConfigurationError, DeliveryError
+from asyncmailer.errors import ConfigurationError
 from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Envelope, Message
 from asyncmailer.result import ComposedMessage
@@ -284,7 +284,7 @@ class MemoryTransport(Transport):
         behaviour: a retry-safe one (``SendingRateExceededError("slow down")``) is
         retried under the retry policy and consumes the next injected failure; a final
         one (``MessageRejectedError("no")``) is raised by ``send_mail``. Failures queue
-        up in order across calls.
+        up in order across calls; each attempt raises a copy of ``error``.
         """
         if times < 1:
             raise ConfigurationError("times must be at least 1", option="times")
@@ -385,16 +385,19 @@ class MemoryTransport(Transport):
     async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
         self.attempts += 1
         if self._failures_next:
-            error = self._failures_next.pop(0)
-            if isinstance(error, DeliveryError):
-                # The same instance may be raised again (times > 1): start it clean.
-                error.__traceback__ = None
-            raise error
+            raise _copy_error(self._failures_next.pop(0))
         sent = SentMessage(composed, message, len(self._messages))
         self._messages.append(sent)
         return Delivery(
             response=f"stored in memory as #{sent.index}", message_id=composed.message_id
         )
+
+
+def _copy_error(error: Exception) -> Exception:
+    """A fresh copy of ``error``: each attempt gets its own ``attempts`` and ``message_id``."""
+    clone = type(error).__new__(type(error), *error.args)
+    clone.__dict__.update(vars(error))
+    return clone
 
 
 def _describe(criteria: Mapping[str, Any]) -> str:

@@ -38,7 +38,7 @@ from asyncmailer.transports._ses_errors import map_ses_error
 from asyncmailer.transports._ses_quota import DailyQuotaPolicy, QuotaTracker
 from asyncmailer.transports.base import Delivery, Transport
 
-__all__ = ["BLOCKED_ATTACHMENT_EXTENSIONS", "SES_LIMITS", "SESTransport"]
+__all__ = ["BLOCKED_ATTACHMENT_EXTENSIONS", "SESTransport", "SES_LIMITS"]
 
 logger = logging.getLogger("asyncmailer.ses")
 

@@ -107,7 +107,7 @@ class _StaleConnectionError(Exception):
 class _Connection:
     """One pooled SMTP session."""
 
-    __slots__ = ("clean", "client", "idle_since", "idle_timer", "number", "transactions")
+    __slots__ = ("clean", "client", "idle_since", "idle_timer", "number", "pooled", "transactions")
 
     def __init__(self, client: aiosmtplib.SMTP, number: int) -> None:
         self.client = client
@@ -117,6 +117,8 @@ class _Connection:
         self.transactions = 0
         #: True while no transaction is half done (the connection may be reused).
         self.clean = True
+        #: True once it went back to the pool: the server may have closed it since.
+        self.pooled = False
         self.idle_since = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
 
@@ -321,6 +323,7 @@ class SMTPTransport(Transport):
             return
         loop = asyncio.get_running_loop()
         conn.idle_since = loop.time()
+        conn.pooled = True
         if self.idle_timeout is not None:
             conn.idle_timer = loop.call_later(self.idle_timeout, self._expire, conn)
         self._free.append(conn)
@@ -501,7 +504,7 @@ class SMTPTransport(Transport):
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
             if isinstance(exc, MailError):
                 raise
-            if phase == "mail" and conn.transactions > 1 and _is_disconnect(exc):
+            if phase == "mail" and conn.pooled and _is_disconnect(exc):
                 raise _StaleConnectionError from exc
             if isinstance(exc, aiosmtplib.SMTPResponseException):
                 await self._reset(conn)
