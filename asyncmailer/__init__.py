@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from asyncmailer import errors
 from asyncmailer.address import Address, Group
+from asyncmailer.dkim import DKIMSigner
 from asyncmailer.limits import LocalRateLimiter, RateLimiter
 from asyncmailer.message import (
     Attachment,
@@ -24,7 +25,6 @@ from asyncmailer.message import (
     Message,
     PreparedHeader,
 )
-from asyncmailer.dkim import DKIMSigner
 from asyncmailer.mime import compose, compose_sync
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy

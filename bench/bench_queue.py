@@ -30,7 +30,6 @@ import asyncio
 import gc
 import platform
 import re
-import statistics
 import sys
 import time
 import tracemalloc
@@ -107,15 +106,32 @@ MODES: dict[str, Callable[[int, Callable[[], None] | None], Coroutine[Any, Any, 
 }
 
 
-def cpu_per_message(mode: str, n: int, rounds: int) -> float:
-    """Median CPU seconds per message over ``rounds`` runs."""
-    samples = []
+def cpu_per_message(mode: str, n: int, rounds: int) -> tuple[float, float]:
+    """Median (CPU seconds per message, of which in the cyclic GC) over ``rounds`` runs."""
+    samples: list[tuple[float, float]] = []
+    gc_time = 0.0
+    gc_started = 0.0
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        nonlocal gc_time, gc_started
+        if phase == "start":
+            gc_started = time.process_time()
+        else:
+            gc_time += time.process_time() - gc_started
+
     for _ in range(rounds):
         gc.collect()
-        start = time.process_time()
-        run_virtual(MODES[mode](n, None))
-        samples.append((time.process_time() - start) / n)
-    return statistics.median(samples)
+        gc_time = 0.0
+        gc.callbacks.append(on_gc)
+        try:
+            start = time.process_time()
+            run_virtual(MODES[mode](n, None))
+            total = time.process_time() - start
+        finally:
+            gc.callbacks.remove(on_gc)
+        samples.append((total / n, gc_time / n))
+    samples.sort()
+    return samples[len(samples) // 2]
 
 
 def memory(mode: str, n: int) -> tuple[float, float]:
@@ -140,13 +156,21 @@ def run(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
     rows = []
     for mode in MODES:
         for n in sizes:
-            cpu = cpu_per_message(mode, n, rounds if n <= 10_000 else 1)
+            cpu, in_gc = cpu_per_message(mode, n, rounds if n <= 10_000 else 1)
             per_send, peak = memory(mode, n)
-            row = {"mode": mode, "n": n, "cpu_us": cpu * 1e6, "per_send": per_send, "peak": peak}
+            row = {
+                "mode": mode,
+                "n": n,
+                "cpu_us": cpu * 1e6,
+                "gc_us": in_gc * 1e6,
+                "per_send": per_send,
+                "peak": peak,
+            }
             rows.append(row)
             print(
-                f"{mode:32} N={n:>7,}  CPU {row['cpu_us']:7.1f} µs/msg  "
-                f"memory {per_send:7,.0f} B/queued send  peak {peak / 1e6:7.2f} MB",
+                f"{mode:32} N={n:>7,}  CPU {row['cpu_us']:7.1f} µs/msg "
+                f"(GC {row['gc_us']:5.1f})  memory {per_send:7,.0f} B/queued send  "
+                f"peak {peak / 1e6:7.2f} MB",
                 flush=True,
             )
     return rows
@@ -166,12 +190,12 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         "per message (median of 3 runs up to 10k, one run at 100k); memory is measured in a "
         "separate run under `tracemalloc`.",
         "",
-        "| mode | " + " | ".join(f"CPU µs/msg, N={n:,}" for n in sizes) + " | memory |",
+        "| mode | " + " | ".join(f"CPU µs/msg (GC), N={n:,}" for n in sizes) + " | memory |",
         "|---|" + "---:|" * len(sizes) + "---|",
     ]
     for mode in MODES:
         mine = {row["n"]: row for row in rows if row["mode"] == mode}
-        cells = [f"{mine[n]['cpu_us']:.1f}" for n in sizes]
+        cells = [f"{mine[n]['cpu_us']:.1f} ({mine[n]['gc_us']:.1f})" for n in sizes]
         if mode.startswith("send_many"):
             memo = ", ".join(f"{mine[n]['peak'] / 1e6:.2f} MB peak at {n:,}" for n in sizes)
         else:
@@ -179,12 +203,17 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         lines.append(f"| {mode} | " + " | ".join(cells) + f" | {memo} |")
     lines += [
         "",
-        "CPU per message stays flat from 1k to 100k queued sends: every wake-up is O(1) (a "
-        "FIFO of waiters at the connection slots and at the rate limiter; `send_many` wakes "
-        "only the consumer, through one future per message). A queued `send_mail` costs a "
-        "task, its coroutine frames and a cancel scope (the message itself comes on top: its "
-        "composed size). `send_many` keeps 50 workers and at most 2 × concurrency outcomes, "
-        "so its memory does not depend on N.",
+        "Scheduling is O(1) per message: every wake-up pops one waiter from a FIFO (the "
+        "connection slots' semaphore, the rate limiter's lock; `send_many` wakes only the "
+        "consumer, through one future per message), so CPU per message outside the garbage "
+        "collector does not grow with the queue. What does grow with 100k *tasks* queued at "
+        "once is the time Python's cyclic GC spends walking hundreds of MB of live task "
+        "objects (the number in brackets); `send_many` keeps its memory, and so its GC cost, "
+        "flat. A queued `send_mail` costs a task, its coroutine frames and a cancel scope "
+        "(the message itself comes on top: its composed size). `send_many` keeps "
+        "`concurrency` workers and at most 2 × concurrency outcomes, whatever N: prefer it "
+        "for large batches (its peak reaches 0.8 MB once the rate limiter's one-second log "
+        "holds a full second of grants, 5,000 here, and stays there).",
         "",
     ]
     return "\n".join(lines)
@@ -209,9 +238,15 @@ def main() -> None:
     rows = run(args.sizes, args.rounds)
     small, large = min(args.sizes), max(args.sizes)
     for mode in MODES:
-        mine = {row["n"]: row["cpu_us"] for row in rows if row["mode"] == mode}
-        ratio = mine[large] / mine[small]
-        print(f"{mode}: CPU per message at N={large:,} ÷ N={small:,} = {ratio:.2f}")
+        mine = {row["n"]: row for row in rows if row["mode"] == mode}
+        ratio = mine[large]["cpu_us"] / mine[small]["cpu_us"]
+        outside = (mine[large]["cpu_us"] - mine[large]["gc_us"]) / (
+            mine[small]["cpu_us"] - mine[small]["gc_us"]
+        )
+        print(
+            f"{mode}: CPU per message at N={large:,} ÷ N={small:,} = {ratio:.2f} "
+            f"({outside:.2f} outside the GC)"
+        )
     if args.write_docs:
         command = "python bench/bench_queue.py " + " ".join(sys.argv[1:])
         write_docs(render(rows, command.strip()))

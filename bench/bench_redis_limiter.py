@@ -96,6 +96,7 @@ async def main_async(args: argparse.Namespace, url: str, server_pid: int | None)
         "LocalRateLimiter": lambda: LocalRateLimiter(1e6),
         "RedisRateLimiter": lambda: RedisRateLimiter(url, key=f"bench:{time.time()}", rate=1e6),
     }
+    load = os.getloadavg()[0]
     results: dict[str, list[dict[str, float]]] = {name: [] for name in kinds}
     for _ in range(args.rounds):
         for name, make in kinds.items():
@@ -109,7 +110,8 @@ async def main_async(args: argparse.Namespace, url: str, server_pid: int | None)
         SECTION,
         "",
         f"Measured with `{command.strip()}` on CPython {platform.python_version()}, "
-        f"redis-server {args.server_version}, {os.cpu_count()} CPUs, loopback, "
+        f"redis-server {args.server_version}, {os.cpu_count()} CPUs (load average {load:.1f} "
+        "at start: compare ratios, not absolute numbers), loopback, "
         f"{args.rounds} interleaved rounds of {args.n} acquisitions, medians. Each acquisition "
         "is never rate-bound (rate 10⁶/s) and runs alone, so its time is the limiter's own "
         "latency; the Redis limiter makes one `EVALSHA` round trip per acquisition.",
@@ -132,7 +134,9 @@ async def main_async(args: argparse.Namespace, url: str, server_pid: int | None)
         "aiobotocore costs ~750–930 µs of client CPU (see the endpoint benchmark). Most of the "
         "client CPU is redis-py encoding the command and parsing the reply, and the kernel's "
         "loopback send. When rate-bound, waiting costs no round trips: the script reserves "
-        "the start time and the client sleeps until it.",
+        "the start time and the client sleeps until it. For the rate across processes "
+        "(4 processes, R = 200 and 14, measured at the SES endpoint), run "
+        "`pytest tests/test_scaleout_multiprocess.py -s -m 'slow or not slow'`.",
         "",
     ]
     return "\n".join(lines)

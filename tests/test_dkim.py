@@ -393,28 +393,10 @@ def test_resolve_signer(signer: DKIMSigner) -> None:
         resolve_signer(None, {"domain": "example.com"})  # selector and key missing
 
 
-class SigningMemoryTransport(MemoryTransport):
-    """The hook the base send path will get: sign after composing, before the checks."""
-
-    def __init__(self, dkim: DKIMSigner | None = None, **options: Any) -> None:
-        super().__init__(**options)
-        self.dkim = dkim
-
-    async def prepare(
-        self, message: MessageInput | None = None, /, **fields: Any
-    ) -> tuple[ComposedMessage, Message | None]:
-        composed, msg = await super().prepare(message, **fields)
-        signer = resolve_signer(self.dkim, msg.dkim if msg is not None else None)
-        if signer is not None:
-            composed = await signer.sign_async(composed)
-            self._preflight(composed, msg)
-        return composed, msg
-
-
 async def test_end_to_end_per_transport_and_per_message(signer: DKIMSigner) -> None:
     other = signer.replace(selector="marketing")
     base = {"from_": "shop@example.com", "to": "ada@example.org", "text": "hi"}
-    async with SigningMemoryTransport(dkim=signer) as transport:
+    async with MemoryTransport(dkim=signer) as transport:
         await transport.send_mail(Message(subject="default", **base))
         await transport.send_mail(Message(subject="off", dkim=False, **base))
         await transport.send_mail(Message(subject="other", dkim=other, **base))
@@ -461,3 +443,19 @@ def test_missing_cryptography_gives_an_install_hint(
             DKIMSigner("example.com", "s", private_key=rsa_key)
     finally:
         module._crypto.cache_clear()
+
+
+async def test_ses_transport_signs_and_the_signature_survives_id_rewrites(
+    signer: DKIMSigner,
+) -> None:
+    """End to end through SESTransport: the endpoint stores a verifiable signature."""
+    from asyncmailer import SESTransport
+    from asyncmailer.testing import SESEndpoint
+
+    async with (
+        SESEndpoint() as endpoint,
+        SESTransport(endpoint_url=endpoint.url, dkim=signer) as ses,
+    ):
+        await ses.send_mail(from_="shop@example.com", to="ada@example.org", text="hi")
+    (stored,) = endpoint.messages()
+    assert verifies(stored.raw, signer)

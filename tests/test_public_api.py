@@ -65,7 +65,12 @@ def test_root_exports_are_pinned() -> None:
 def test_all_is_sorted_and_resolvable(name: str) -> None:
     module = importlib.import_module(name)
     exported = list(module.__all__)
-    assert exported == sorted(exported), f"{name}.__all__ is not sorted"
+    # ruff's RUF022 order: SCREAMING_CASE constants, then CamelCase, then the rest.
+    def key(attr: str) -> tuple[int, str]:
+        rank = 0 if attr.isupper() else 1 if attr[:1].isupper() else 2
+        return (rank, attr)
+
+    assert exported == sorted(exported, key=key), f"{name}.__all__ is not sorted"
     for attr in exported:
         assert hasattr(module, attr), f"{name}.{attr} is listed but missing"
 

@@ -493,6 +493,18 @@ async def test_cancelling_during_the_backend_call_propagates_and_frees_the_slot(
 
 
 @virtual_time
+async def test_a_timeout_around_send_mail_is_a_cancellation() -> None:
+    async with FakeTransport(sending_rate=1, max_connections=1) as transport:
+        await transport.send_mail(msg(0))
+        with pytest.raises(asyncio.TimeoutError):  # not the builtin one on Python 3.10
+            await asyncio.wait_for(transport.send_mail(msg(1)), 0.5)  # waits for the limiter
+        assert transport.pending == 0
+        result = await transport.send_mail(msg(2))
+    assert transport.accepted == [mid(0), mid(2)]
+    assert result.rate_wait == pytest.approx(0.5, abs=0.01)  # the timed-out one took no unit
+
+
+@virtual_time
 async def test_cancelling_before_the_backend_call_undoes_the_reservation() -> None:
     async with FakeTransport(max_connections=1, latency=5.0) as transport:
         first = asyncio.ensure_future(transport.send_mail(msg(0)))

@@ -66,7 +66,7 @@ class LocalRateLimiter(RateLimiter):
     bank: float
 
     def __init__(
-        self, rate: float, *, window: float = 1.0, margin: float = 0.002, bank: float = 0.02
+        self, rate: float, *, window: float = 1.0, margin: float = 0.003, bank: float = 0.02
     ) -> None:
         self._adaptive = AdaptiveRate(validate_rate(rate))
         self.window = validate_rate(window, option="window")

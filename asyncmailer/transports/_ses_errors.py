@@ -88,6 +88,11 @@ def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailErr
             "or an instance role (the standard AWS credential chain)",
             option="credentials",
         )
+    if isinstance(exc, bce.NoRegionError):
+        return ConfigurationError(
+            "no AWS region configured: pass region_name=, or set AWS_REGION / AWS_DEFAULT_REGION",
+            option="region_name",
+        )
     if isinstance(exc, bce.ParamValidationError):
         return ConfigurationError(f"invalid SES request parameters: {exc}", option="ses")
     if isinstance(exc, bce.ConnectTimeoutError):

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
 import anyio
 
+from asyncmailer.dkim import DKIMSigner, resolve_signer
 from asyncmailer.errors import (
     ConfigurationError,
     DeliveryError,
@@ -144,7 +145,12 @@ class Transport(abc.ABC):
         rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
+        dkim: DKIMSigner | None = None,
     ) -> None:
+        if dkim is not None and not isinstance(dkim, DKIMSigner):
+            raise ConfigurationError(
+                f"dkim must be a DKIMSigner or None, not {type(dkim).__name__}", option="dkim"
+            )
         if sending_rate is not None and rate_limiter is not None:
             raise ConfigurationError(
                 "pass either sending_rate or rate_limiter, not both", option="sending_rate"
@@ -179,6 +185,8 @@ class Transport(abc.ABC):
         self.retry = retry if retry is not None else RetryPolicy()
         #: Seconds ``aclose`` waits for queued and in-flight sends (None: no limit).
         self.drain_timeout = drain_timeout
+        #: DKIM signer applied to every message (a message's ``dkim`` field may override it).
+        self.dkim = dkim
         self._rate_limiter_given = rate_limiter
         self._limiter: RateLimiter | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -396,6 +404,10 @@ class Transport(abc.ABC):
                 f"not {type(message).__name__}",
                 option="message",
             )
+        signer = resolve_signer(self.dkim, msg.dkim if msg is not None else None)
+        if signer is not None:
+            # Sign before the checks, so that size limits include the signature.
+            composed = await signer.sign_async(composed)
         self._preflight(composed, msg)
         return composed, msg
 

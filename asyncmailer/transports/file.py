@@ -25,6 +25,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from asyncmailer.dkim import DKIMSigner
 from asyncmailer.errors import (
     AccessDeniedError,
     ConfigurationError,
@@ -84,6 +85,7 @@ class FileTransport(Transport):
         rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
+        dkim: DKIMSigner | None = None,
     ) -> None:
         super().__init__(
             sending_rate=sending_rate,
@@ -91,6 +93,7 @@ class FileTransport(Transport):
             rate_limiter=rate_limiter,
             retry=retry,
             drain_timeout=drain_timeout,
+            dkim=dkim,
         )
         if not suffix.startswith(".") or _UNSAFE.search(suffix):
             raise ConfigurationError(f"invalid suffix {suffix!r}", option="suffix")

@@ -24,6 +24,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
 
+from asyncmailer.dkim import DKIMSigner
 from asyncmailer.errors import ConfigurationError
 from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Envelope, Message
@@ -228,6 +229,7 @@ class MemoryTransport(Transport):
         rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
+        dkim: DKIMSigner | None = None,
     ) -> None:
         super().__init__(
             sending_rate=sending_rate,
@@ -235,6 +237,7 @@ class MemoryTransport(Transport):
             rate_limiter=rate_limiter,
             retry=retry,
             drain_timeout=drain_timeout,
+            dkim=dkim,
         )
         self._messages: list[SentMessage] = []
         self._failures_next: list[Exception] = []

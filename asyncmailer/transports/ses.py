@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from asyncmailer.dkim import DKIMSigner
 from asyncmailer.errors import (
     ConfigurationError,
     DeliveryError,
@@ -38,7 +39,7 @@ from asyncmailer.transports._ses_errors import map_ses_error
 from asyncmailer.transports._ses_quota import DailyQuotaPolicy, QuotaTracker
 from asyncmailer.transports.base import Delivery, Transport
 
-__all__ = ["BLOCKED_ATTACHMENT_EXTENSIONS", "SESTransport", "SES_LIMITS"]
+__all__ = ["BLOCKED_ATTACHMENT_EXTENSIONS", "SES_LIMITS", "SESTransport"]
 
 logger = logging.getLogger("asyncmailer.ses")
 
@@ -116,6 +117,7 @@ class SESTransport(Transport):
         rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
+        dkim: DKIMSigner | None = None,
         quota_safety_factor: float = 0.9,
         quota_refresh: float | None = 300.0,
         track_daily_quota: bool | None = None,
@@ -128,6 +130,7 @@ class SESTransport(Transport):
             rate_limiter=rate_limiter,
             retry=retry,
             drain_timeout=drain_timeout,
+            dkim=dkim,
         )
         if api not in ("auto", "v1", "v2"):
             raise ConfigurationError(f"api must be 'auto', 'v1' or 'v2', not {api!r}", option="api")
@@ -259,8 +262,11 @@ class SESTransport(Transport):
                     config=config,
                 )
             )
-        except BaseException:
+        except BaseException as exc:
             await stack.aclose()
+            mapped = map_ses_error(exc, action="ses:CreateClient")
+            if isinstance(mapped, ConfigurationError):
+                raise mapped from exc
             raise
         self._stack = stack
         return client

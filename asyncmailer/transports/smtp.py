@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
 
+from asyncmailer.dkim import DKIMSigner
 from asyncmailer.errors import (
     AccessDeniedError,
     ConfigurationError,
@@ -171,6 +172,7 @@ class SMTPTransport(Transport):
         rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
+        dkim: DKIMSigner | None = None,
     ) -> None:
         _require_aiosmtplib()
         super().__init__(
@@ -179,6 +181,7 @@ class SMTPTransport(Transport):
             rate_limiter=rate_limiter,
             retry=retry,
             drain_timeout=drain_timeout,
+            dkim=dkim,
         )
         if use_tls and start_tls:
             raise ConfigurationError(
