@@ -55,6 +55,7 @@ class LocalRateLimiter(RateLimiter):
         "_loop",
         "bank",
         "margin",
+        "pace",
         "window",
     )
 
@@ -64,13 +65,22 @@ class LocalRateLimiter(RateLimiter):
     margin: float
     #: Seconds of sending the bucket may bank to catch up after late wake-ups.
     bank: float
+    #: Fraction by which the steady pace stays under ``rate`` (slack for jitter).
+    pace: float
 
     def __init__(
-        self, rate: float, *, window: float = 1.0, margin: float = 0.003, bank: float = 0.02
+        self,
+        rate: float,
+        *,
+        window: float = 1.0,
+        margin: float = 0.002,
+        pace: float = 0.003,
+        bank: float = 0.02,
     ) -> None:
         self._adaptive = AdaptiveRate(validate_rate(rate))
         self.window = validate_rate(window, option="window")
         self.margin = margin
+        self.pace = pace
         self.bank = bank
         self._bucket: AsyncLimiter | None = None
         self._lock: asyncio.Lock | None = None
@@ -124,7 +134,11 @@ class LocalRateLimiter(RateLimiter):
         # (the bucket then spaces them 1/rate apart).
         self._cap = max(1.0, rate * self.window)
         self._chunk = min(self._cap, max(2.0, rate * self.bank))
-        self._bucket = AsyncLimiter(self._chunk, self._chunk / rate)
+        # The bucket paces a little under the rate (``pace``): in steady state R+1 grants
+        # then span more than a window, so every window has slack for jitter after the
+        # grant, and a burst pattern (start, after idle) decays instead of being replayed
+        # by the sliding log.
+        self._bucket = AsyncLimiter(self._chunk, self._chunk * (1.0 + self.pace) / rate)
 
     async def acquire(self, weight: int = 1) -> float:
         """Wait for ``weight`` units (FIFO); return the seconds waited."""
