@@ -15,7 +15,7 @@ from __future__ import annotations
 from asyncmailer import errors
 from asyncmailer.address import Address, Group
 from asyncmailer.dkim import DKIMSigner
-from asyncmailer.limits import LocalRateLimiter, RateLimiter
+from asyncmailer.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from asyncmailer.message import (
     Attachment,
     Envelope,
@@ -53,6 +53,7 @@ __all__ = [
     "Message",
     "PreparedHeader",
     "RateLimiter",
+    "RedisRateLimiter",
     "RetryPolicy",
     "SESTransport",
     "SMTPTransport",

@@ -26,6 +26,7 @@ EXPECTED = {
         "Message",
         "PreparedHeader",
         "RateLimiter",
+        "RedisRateLimiter",
         "RetryPolicy",
         "SESTransport",
         "SMTPTransport",
@@ -54,6 +55,8 @@ MODULES = [
     "asyncmailer.transports.memory",
     "asyncmailer.transports.file",
     "asyncmailer.transports.ses",
+    "asyncmailer.limits.redis",
+    "asyncmailer.cli",
 ]
 
 

@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from asyncmailer.limits.base import AdaptiveRate, RateLimiter
 from asyncmailer.limits.local import LocalRateLimiter
+from asyncmailer.limits.redis import RedisRateLimiter
 
-__all__ = ["AdaptiveRate", "LocalRateLimiter", "RateLimiter"]
+__all__ = ["AdaptiveRate", "LocalRateLimiter", "RateLimiter", "RedisRateLimiter"]
