@@ -65,4 +65,3 @@ def compose_parsed(message: Any, **kwargs: Any) -> tuple[bytes, EmailMessage]:
     raw = compose_sync(message, **kwargs).raw
     check_wire(raw)
     return raw, parse(raw)
-

@@ -68,6 +68,7 @@ def test_root_exports_are_pinned() -> None:
 def test_all_is_sorted_and_resolvable(name: str) -> None:
     module = importlib.import_module(name)
     exported = list(module.__all__)
+
     # ruff's RUF022 order: SCREAMING_CASE constants, then CamelCase, then the rest.
     def key(attr: str) -> tuple[int, str]:
         rank = 0 if attr.isupper() else 1 if attr[:1].isupper() else 2
