@@ -20,6 +20,16 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+@nox.session(python="3.11")
+def timing(session: nox.Session) -> None:
+    """Wall-clock rate precision at a server (end to end, and 4 processes through Redis).
+
+    Sensitive to machine load: run it on a quiet machine.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-m", "timing", "-v", *session.posargs)
+
+
 @nox.session(python="3.13")
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""

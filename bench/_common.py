@@ -197,7 +197,13 @@ def command_line() -> str:
         shown = str(script.relative_to(ROOT))
     except ValueError:
         shown = str(script)
-    return " ".join(["python", shown, *sys.argv[1:]])
+    args = list(sys.argv[1:])
+    # Output-only options do not change what is measured: leave them out of the docs.
+    for option in ("--json", "--plot"):
+        while option in args:
+            index = args.index(option)
+            del args[index : index + 2]
+    return " ".join(["python", shown, *args])
 
 
 class Ticker:

@@ -16,7 +16,7 @@ import pytest
 from asyncmailer import SESTransport
 from asyncmailer.testing import RemoteEndpoint
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,11 @@ async def test_sending_rate_holds_at_the_server(
         await asyncio.gather(*(sender(i) for i in range(40)))
     stats = await asyncio.to_thread(remote.stats)
     arrivals = sorted(stats.send_arrivals)
-    assert stats.max_starts_in_window(1.0) <= rate
-    # Sustained over a 10-second span, after the first second.
     first = arrivals[0]
+    # No window holds more than R at the server. The limiter keeps R per 1 s + 2 ms at the
+    # client and spaces grants 0.4 % apart; what reaches the server also carries the event
+    # loop's jitter between a grant and the write (other tasks composing, signing).
+    assert stats.max_starts_in_window(1.0) <= rate
+    # Sustained over a 10-second span, after the first half second.
     in_ten = sum(1 for t in arrivals if first + 0.5 <= t < first + 10.5)
     assert in_ten >= 0.995 * rate * 10, (in_ten, rate)

@@ -29,7 +29,7 @@ import pytest
 from asyncmailer.testing import SESEndpoint
 from tests.redis_helpers import RedisServer, require_redis_server
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.timing]
 
 PROCESSES = 4
 ROOT = Path(__file__).resolve().parent.parent

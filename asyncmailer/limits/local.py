@@ -4,10 +4,13 @@
 about 2R−1 sends — enough for SES to throttle. ``AsyncLimiter(1, 1/R)`` has no burst but
 loses every wake-up delay and sustains a few percent under R. This limiter combines:
 
-1. an ``AsyncLimiter(b, b/R)`` with a small bucket ``b`` (2 units, or 20 ms of sending at
-   high rates) that spaces units smoothly at R and banks wake-up delays up to ``b``; and
+1. an ``AsyncLimiter`` of one unit plus a small bank (2 ms of sending, at most one unit)
+   that spaces units evenly, a hair under R (``pace``), and absorbs late wake-ups; and
 2. a sliding log of the units granted in the last second (plus a small ``margin``) that
    refuses any unit that would put more than R units into one window.
+
+Even spacing matters as much as the count: requests granted in a pair or a burst reach the
+server spread out by the event loop's other work, and that is how a window overflows.
 
 Callers queue in FIFO order behind an :class:`asyncio.Lock`; only the head of the queue
 talks to the bucket, so heavy (many-recipient) messages are not starved by light ones and a
@@ -63,7 +66,7 @@ class LocalRateLimiter(RateLimiter):
     window: float
     #: Extra seconds added to the window to absorb jitter after the grant.
     margin: float
-    #: Seconds of sending the bucket may bank to catch up after late wake-ups.
+    #: Seconds of sending the bucket may bank (at most one unit) to absorb late wake-ups.
     bank: float
     #: Fraction by which the steady pace stays under ``rate`` (slack for jitter).
     pace: float
@@ -74,8 +77,8 @@ class LocalRateLimiter(RateLimiter):
         *,
         window: float = 1.0,
         margin: float = 0.002,
-        pace: float = 0.003,
-        bank: float = 0.02,
+        pace: float = 0.004,
+        bank: float = 0.002,
     ) -> None:
         self._adaptive = AdaptiveRate(validate_rate(rate))
         self.window = validate_rate(window, option="window")
@@ -133,12 +136,16 @@ class LocalRateLimiter(RateLimiter):
         # Units allowed in one window; at least one so that slow rates still make progress
         # (the bucket then spaces them 1/rate apart).
         self._cap = max(1.0, rate * self.window)
-        self._chunk = min(self._cap, max(2.0, rate * self.bank))
-        # The bucket paces a little under the rate (``pace``): in steady state R+1 grants
-        # then span more than a window, so every window has slack for jitter after the
-        # grant, and a burst pattern (start, after idle) decays instead of being replayed
-        # by the sliding log.
-        self._bucket = AsyncLimiter(self._chunk, self._chunk * (1.0 + self.pace) / rate)
+        # Units go through the bucket one at a time. Its capacity is one unit plus a
+        # small bank (``bank`` seconds of sending, at most one unit): enough to catch up
+        # a late wake-up, too little to release a pair of units together. Pairs and
+        # bursts are what a busy event loop squeezes into one window at the server.
+        self._chunk = min(1.0, self._cap)
+        capacity = self._chunk + min(1.0, rate * self.bank)
+        # The bucket paces a little under the rate (``pace``): R+1 grants then span more
+        # than a window, so every window keeps slack for the jitter between a grant and
+        # its request reaching the server, and the sliding log only binds after jitter.
+        self._bucket = AsyncLimiter(capacity, capacity * (1.0 + self.pace) / rate)
 
     async def acquire(self, weight: int = 1) -> float:
         """Wait for ``weight`` units (FIFO); return the seconds waited."""
