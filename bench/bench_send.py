@@ -428,7 +428,7 @@ def _targets(
 
 def _tweak_breakdown(quick: bool) -> str:
     """Run ``ses_tuning.py`` (its own process) and return its markdown table."""
-    rounds, calls = ("1", "200") if quick else ("3", "800")
+    rounds, calls = ("1", "200") if quick else ("5", "400")
     command = [sys.executable, str(BENCH / "ses_tuning.py"), "--json"]
     result = _common.run_json([*command, "--rounds", rounds, "--calls", calls])
     return str(result["table"])
@@ -558,9 +558,9 @@ latency. "client tweaks" is the prototype in `bench/ses_tuning.py` (see below).
 `python bench/ses_tuning.py` (run by the command above) times one send with the network
 taken out: a `before-send` handler answers every request with a canned SES response, so
 the numbers are the client's own work (serialise, sign, build the request, parse the
-answer; aiohttp and the socket are left out). Best of {"1" if args.quick else "3"}
-interleaved rounds. The transport rows add asyncmailer's own work: composing the message,
-the checks, the rate limiter, the result.
+answer; aiohttp and the socket are left out). Best of {"1" if args.quick else "5"}
+interleaved rounds, garbage collector paused while timing. The transport rows add
+asyncmailer's own work: composing the message, the checks, the rate limiter, the result.
 
 {breakdown}
 

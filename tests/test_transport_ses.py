@@ -204,7 +204,7 @@ async def test_preflight_checks_fail_before_any_request(
     async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
         with pytest.raises(error):
             await ses.send_mail(message())
-        assert sum(endpoint.stats().requests.values()) == 0
+        assert endpoint.stats().send_arrivals == ()  # no send request at all
 
 
 @pytest.mark.parametrize(("api", "limit"), [("v1", 10 * 1024 * 1024), ("v2", 40 * 1024 * 1024)])
@@ -217,7 +217,7 @@ async def test_size_limit_per_api(api: str, limit: int) -> None:
             await ses.send_mail(raw)
         # compose() adds Message-ID and Date to a raw message without them.
         assert info.value.size > limit >= len(raw) - 200 and info.value.limit == limit
-        assert sum(endpoint.stats().requests.values()) == 0
+        assert endpoint.stats().send_arrivals == ()  # no send request at all
 
 
 async def test_lifecycle_errors_are_clear() -> None:
@@ -304,3 +304,39 @@ async def test_bcc_reaches_destinations_without_a_bcc_header() -> None:
     assert "hidden@example.org" in stored.destinations
     assert b"hidden@example.org" not in stored.raw
     assert base64.b64encode(b"hidden") not in stored.raw
+
+
+async def test_unknown_ses_option_is_refused_before_any_request() -> None:
+    async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
+        with pytest.raises(ConfigurationError, match="ConfigurationSetNme"):
+            await ses.send_mail(
+                from_=SENDER, to="a@example.org", text="x", ses={"ConfigurationSetNme": "typo"}
+            )
+        assert endpoint.stats().requests.get("ses:SendRawEmail", 0) == 0
+
+
+@pytest.mark.parametrize("size", [10, 300, 5000])
+def test_fast_query_encoding_matches_urlencode(size: int) -> None:
+    import os
+    from urllib.parse import urlencode
+
+    from asyncmailer.transports._ses_client import encode_query
+
+    body = {
+        "Action": "SendRawEmail",
+        "Source": "Shop <shop+tag@example.com>",
+        "RawMessage.Data": base64.b64encode(os.urandom(size)).decode(),
+        "Destinations.member.1": "a b&c=d@example.org",
+    }
+    assert encode_query(body) == urlencode(body).encode()
+
+
+async def test_tuned_client_sends_the_same_bytes_and_cached_user_agent() -> None:
+    async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
+        composed = await compose(_rich_message())
+        for _ in range(3):
+            await ses.send_mail(composed.raw, envelope=composed.envelope)
+    stored = endpoint.messages()
+    assert [m.raw for m in stored] == [composed.raw] * 3
+    # The warm-up request opened the HTTP session before the first send.
+    assert endpoint.stats().requests.get("ses:GetSendQuota") == 1

@@ -484,6 +484,7 @@ def _open(args: argparse.Namespace) -> SESTransport:
         max_connections=1,
         connect_timeout=5.0,
         read_timeout=15.0,
+        warm_up=False,  # these commands make their own requests
     )
 
 

@@ -35,6 +35,7 @@ from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Message
 from asyncmailer.result import ComposedMessage
 from asyncmailer.retry import RetryPolicy
+from asyncmailer.transports._ses_client import preload_data, tune_client, warm_up
 from asyncmailer.transports._ses_errors import map_ses_error
 from asyncmailer.transports._ses_quota import DailyQuotaPolicy, QuotaTracker
 from asyncmailer.transports.base import Delivery, Transport
@@ -66,6 +67,7 @@ _RESERVED = {
     "v2": frozenset({"Content", "FromEmailAddress", "Destination"}),
 }
 _ACTIONS = {"v1": "ses:SendRawEmail", "v2": "ses:SendEmail"}
+_OPERATIONS = {"v1": "SendRawEmail", "v2": "SendEmail"}
 
 Api = Literal["auto", "v1", "v2"]
 
@@ -122,6 +124,7 @@ class SESTransport(Transport):
         quota_refresh: float | None = 300.0,
         track_daily_quota: bool | None = None,
         daily_quota: DailyQuotaPolicy = "fail",
+        warm_up: bool = True,
     ) -> None:
         auto = sending_rate == "auto"
         super().__init__(
@@ -145,6 +148,9 @@ class SESTransport(Transport):
             )
         #: True when the rate comes from the account's quota.
         self.auto_rate = auto
+        #: Make one cheap request when opening, so the first send does not pay for the
+        #: HTTP session (only for the client the transport creates).
+        self.warm_up = warm_up
         self._client_given = client
         self._client: Any = client
         self._api_asked: Api = api
@@ -159,6 +165,7 @@ class SESTransport(Transport):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._stack: contextlib.AsyncExitStack | None = None
+        self._option_names_cache: dict[str, frozenset[str]] = {}
         self._region = "us-east-1"
         self._quota = QuotaTracker(
             safety_factor=quota_safety_factor,
@@ -239,6 +246,9 @@ class SESTransport(Transport):
         from aiobotocore.session import get_session
 
         session = self._session or get_session()
+        service = "sesv2" if self._api_asked == "v2" else "ses"
+        # Parse botocore's data files in a thread, not on the event loop.
+        await preload_data(session, service)
         pool = max(10, self.max_connections or 10)
         config = AioConfig(
             max_pool_connections=pool,
@@ -246,6 +256,8 @@ class SESTransport(Transport):
             retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
+            # We build the parameters; `ses` option names are checked against the model.
+            parameter_validation=False,
         )
         key_id, secret, token = self.__credentials
         region = self.region_name or os.environ.get("AWS_REGION") or None
@@ -253,7 +265,7 @@ class SESTransport(Transport):
         try:
             client = await stack.enter_async_context(
                 session.create_client(
-                    "sesv2" if self._api_asked == "v2" else "ses",
+                    service,
                     region_name=region,
                     endpoint_url=self.endpoint_url,
                     aws_access_key_id=key_id,
@@ -269,6 +281,9 @@ class SESTransport(Transport):
                 raise mapped from exc
             raise
         self._stack = stack
+        tune_client(client)
+        if self.warm_up and not self._quota.enabled:  # reading the quota warms it up too
+            await warm_up(client, "v2" if service == "sesv2" else "v1")
         return client
 
     def _check_client(self, client: Any) -> None:
@@ -390,6 +405,14 @@ class SESTransport(Transport):
                 merged.setdefault("EmailTags", merged.pop("Tags"))
         elif "EmailTags" in merged:
             merged.setdefault("Tags", merged.pop("EmailTags"))
+        allowed = self._option_names()
+        unknown = set(merged).difference(allowed) if allowed else set()
+        if unknown:
+            raise ConfigurationError(
+                f"unknown ses option(s) for {_OPERATIONS[self.api]}: {', '.join(sorted(unknown))}"
+                f" (known: {', '.join(sorted(allowed - _RESERVED[self.api]))})",
+                option="ses",
+            )
         clash = _RESERVED[self.api].intersection(merged)
         if clash:
             raise ConfigurationError(
@@ -398,6 +421,17 @@ class SESTransport(Transport):
                 option="ses",
             )
         return merged
+
+    def _option_names(self) -> frozenset[str]:
+        """Parameter names of the send operation, from the client's service model."""
+        names = self._option_names_cache.get(self.api)
+        if names is None and self._client is not None:
+            shape = self._client.meta.service_model.operation_model(
+                _OPERATIONS[self.api]
+            ).input_shape
+            names = frozenset(shape.members)
+            self._option_names_cache[self.api] = names
+        return names or frozenset()
 
     def format_message_id(self, ses_id: str) -> str:
         """The Message-ID SES gives the message: ``<id@REGION.amazonses.com>``.

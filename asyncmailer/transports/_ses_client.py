@@ -1,0 +1,114 @@
+"""Creating (and tuning) the aiobotocore client that SESTransport owns.
+
+Only clients the transport creates are tuned; a client you pass in is used unchanged.
+The tuning pays back what composing and rate limiting cost (see docs/benchmarks.md):
+
+- botocore url-encodes a v1 ``SendRawEmail`` body twice per request (once for the SigV4
+  payload hash, once for the wire), walking the base64 text byte by byte in Python. The
+  base64 alphabet only needs ``+``, ``/`` and ``=`` escaped, which :meth:`str.replace` does
+  at C speed: a ``before-call`` handler encodes the body once. Same bytes on the wire.
+- botocore rebuilds the User-Agent string for every request; it does not change between
+  sends of one client, so it is built once and reused.
+- ``parameter_validation=False``: the transport builds the parameters itself and checks the
+  user's ``ses`` option names against the operation's model.
+- botocore's JSON data files are read in a worker thread before the client is created, so
+  creating it does not stall the event loop; one cheap request (``GetSendQuota`` /
+  ``GetAccount``) opens the HTTP session before the first rate-limited send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any
+from urllib.parse import quote_plus
+
+__all__ = ["encode_query", "preload_data", "tune_client", "warm_up"]
+
+logger = logging.getLogger("asyncmailer.ses")
+
+# A value made only of base64 characters: quote_plus() would only escape "+", "/" and "=".
+_BASE64 = re.compile(r"[A-Za-z0-9+/=]*\Z")
+
+
+def encode_query(body: dict[str, Any]) -> bytes:
+    """``urllib.parse.urlencode(body)`` as bytes, with a fast path for long base64 values."""
+    parts = []
+    for key, value in body.items():
+        text = value if isinstance(value, str) else str(value)
+        if len(text) > 256 and _BASE64.match(text):
+            encoded = text.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+        else:
+            encoded = quote_plus(text)
+        parts.append(f"{quote_plus(str(key))}={encoded}")
+    return "&".join(parts).encode("ascii")
+
+
+def _encode_body_once(params: dict[str, Any], **_: Any) -> None:
+    body = params.get("body")
+    if isinstance(body, dict):
+        params["body"] = encode_query(body)
+
+
+class _CachedUserAgent:
+    """Stands in for botocore's user-agent creator; builds the string once per client."""
+
+    def __init__(self, creator: Any) -> None:
+        self._creator = creator
+        self._value: str | None = None
+
+    def to_string(self) -> str:
+        return self._value if self._value is not None else str(self._creator.to_string())
+
+    def rebuild(self, request: Any, **_: Any) -> None:
+        # The first request's string includes what botocore registers while building it
+        # (retry mode, endpoint override); later requests of this client are alike.
+        if self._value is None:
+            self._value = str(self._creator.to_string())
+        if request.headers.get("User-Agent"):
+            request.headers.replace_header("User-Agent", self._value)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._creator, name)
+
+
+def tune_client(client: Any) -> None:
+    """Apply the per-request savings to a client the transport created."""
+    model = client.meta.service_model
+    service_id = model.service_id.hyphenize()
+    events = client.meta.events
+    if model.protocol == "query":
+        events.register(f"before-call.{service_id}.SendRawEmail", _encode_body_once)
+    creator = getattr(client, "_user_agent_creator", None)
+    handler = getattr(creator, "rebuild_and_replace_user_agent_handler", None)
+    if creator is None or handler is None:  # pragma: no cover - other botocore versions
+        return
+    cached = _CachedUserAgent(creator)
+    events.unregister(f"request-created.{service_id}", handler)
+    events.register_last(f"request-created.{service_id}", cached.rebuild)
+    client._user_agent_creator = cached
+
+
+async def preload_data(session: Any, service: str) -> None:
+    """Read the botocore data files a ``service`` client needs, in a worker thread."""
+    loader = session.get_component("data_loader")
+
+    def load() -> None:
+        for kind in ("service-2", "endpoint-rule-set-1"):
+            with contextlib.suppress(Exception):
+                loader.load_service_model(service, kind)
+        for name in ("endpoints", "partitions", "sdk-default-configuration"):
+            with contextlib.suppress(Exception):
+                loader.load_data(name)
+
+    await asyncio.to_thread(load)
+
+
+async def warm_up(client: Any, api: str) -> None:
+    """One cheap request, so the HTTP session exists before the first rate-limited send."""
+    try:
+        await (client.get_account() if api == "v2" else client.get_send_quota())
+    except Exception:  # a missing IAM permission is no reason to fail
+        logger.debug("asyncmailer: SES warm-up request failed", exc_info=True)
