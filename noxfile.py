@@ -88,6 +88,23 @@ def bench_quick(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def faults(session: nox.Session) -> None:
+    """The long fault campaign: 10 000+ messages through injected throttling, 5xx and drops."""
+    session.install("-e", ".[test]")
+    messages = os.environ.get("ASYNCMAILER_FAULT_MESSAGES", "10000")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "tests/test_reliability_faults.py",
+        "-k",
+        "campaign",
+        env={"ASYNCMAILER_FAULT_MESSAGES": messages},
+    )
+
+
+@nox.session(python="3.11")
 def fuzz(session: nox.Session) -> None:
     """The long hypothesis campaign (100 000 examples per property)."""
     session.install("-e", ".[test]")
