@@ -11,8 +11,10 @@ while asyncmailer composes, signs, sends and parses. Two measures per wake-up:
 
 The endpoint (``python -m asyncmailer.testing``) runs in its own process, at 50 ms latency
 (like SES) and at 0 ms (the client as busy as it can be). Sends go through
-``send_many(..., concurrency=N)`` with ``max_connections=N``; "tuned" is the client
-prototype of ``bench/ses_tuning.py``; the ``gather`` row starts all sends at once instead.
+``send_many(..., concurrency=N)`` with ``max_connections=N``; "tune_client off" switches off
+what SESTransport does to its client (``bench/ses_tuning.py``); the ``gather`` row starts
+all sends at once instead. A last table measures opening the transport, with and without
+reading botocore's data files in a worker thread first.
 
 Target: p99 lag < 5 ms. Run::
 
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import _common
@@ -44,14 +48,14 @@ class Config:
     latency: float
     api: str
     concurrency: int
-    tuned: bool = False
+    tuned: bool = True
     mode: str = "send_many"
     rate: float | None = None
 
     @property
     def label(self) -> str:
         """How the row is shown."""
-        transport = f"{self.api}{' + tweaks' if self.tuned else ''}"
+        transport = f"{self.api}{'' if self.tuned else ', tune_client off'}"
         how = (
             f"`send_many(concurrency={self.concurrency})`"
             if self.mode == "send_many"
@@ -64,20 +68,22 @@ class Config:
 
 
 async def _run(url: str, config: Config, count: int) -> dict[str, Any]:
-    from ses_tuning import TunedSESTransport
+    from ses_tuning import untuned
 
     from asyncmailer.transports import SESTransport
 
-    cls = TunedSESTransport if config.tuned else SESTransport
     message = _common.message()
-    async with cls(
+    transport = SESTransport(
         endpoint_url=url,
         region_name=REGION,
         api=config.api,  # type: ignore[arg-type]
         max_connections=config.concurrency,
         sending_rate=config.rate,
         **CREDENTIALS,
-    ) as transport:
+    )
+    with contextlib.nullcontext() if config.tuned else untuned():
+        await transport.__aenter__()  # the client is created (and tuned, or not) here
+    try:
         ticker = Ticker(0.001)
         task = asyncio.create_task(ticker.run())
         await asyncio.sleep(0.05)
@@ -96,6 +102,8 @@ async def _run(url: str, config: Config, count: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - start
         ticker.stop()
         await task
+    finally:
+        await transport.aclose()
     return {
         "errors": errors,
         "rate": count / elapsed,
@@ -108,19 +116,35 @@ async def _run(url: str, config: Config, count: int) -> dict[str, Any]:
     }
 
 
-async def _open_lag(url: str, tuned: bool) -> tuple[float, float, float]:
-    """(seconds to open, worst lag, worst busy) while ``__aenter__`` creates the client."""
-    from ses_tuning import TunedSESTransport
+@contextlib.contextmanager
+def _no_preload() -> Iterator[None]:
+    """Within the block, SESTransport creates its client without reading data files first."""
+    import asyncmailer.transports.ses as ses_module
 
+    async def skip(session: Any, service: str) -> None:
+        return None
+
+    original = ses_module.preload_data
+    ses_module.preload_data = skip
+    try:
+        yield
+    finally:
+        ses_module.preload_data = original
+
+
+async def _open_lag(url: str, preload: bool) -> tuple[float, float, float]:
+    """(seconds to open, worst lag, worst busy) while ``__aenter__`` creates the client."""
     from asyncmailer.transports import SESTransport
 
     ticker = Ticker(0.001)
     task = asyncio.create_task(ticker.run())
     await asyncio.sleep(0.02)
-    cls = TunedSESTransport if tuned else SESTransport
     start = time.perf_counter()
-    async with cls(endpoint_url=url, region_name=REGION, **CREDENTIALS):
-        opened = time.perf_counter() - start
+    with contextlib.nullcontext() if preload else _no_preload():
+        transport = SESTransport(endpoint_url=url, region_name=REGION, **CREDENTIALS)
+        await transport.__aenter__()
+    opened = time.perf_counter() - start
+    await transport.aclose()
     ticker.stop()
     await task
     return opened, max(ticker.lags), max(ticker.busy)
@@ -143,13 +167,14 @@ def main() -> None:
     else:
         configs = [
             Config(0.05, "v1", 10, rate=100),
-            Config(0.05, "v1", 10, tuned=True, rate=100),
+            Config(0.05, "v2", 10, rate=100),
             Config(0.05, "v1", 10),
-            Config(0.05, "v1", 10, tuned=True),
+            Config(0.05, "v1", 10, tuned=False),
             Config(0.05, "v2", 10),
             Config(0.05, "v1", 50),
             Config(0.0, "v1", 10),
-            Config(0.0, "v1", 10, tuned=True),
+            Config(0.0, "v1", 10, tuned=False),
+            Config(0.0, "v2", 10),
             Config(0.0, "v1", 50),
             Config(0.05, "v1", 50, mode="gather"),
         ]
@@ -179,14 +204,14 @@ def main() -> None:
             )
         opening: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
         for _ in range(1 if args.quick else 3):
-            for tuned in (False, True):
-                opening[tuned].append(asyncio.run(_open_lag(endpoints[0.0].url, tuned)))
+            for preload in (False, True):
+                opening[preload].append(asyncio.run(_open_lag(endpoints[0.0].url, preload)))
     finally:
         for ep in endpoints.values():
             ep.close()
     open_rows = []
-    for tuned, runs in opening.items():
-        name = "proposed (preload in a thread, warm-up request)" if tuned else "as shipped"
+    for preload, runs in opening.items():
+        name = "data files read in a thread first" if preload else "without that (preload off)"
         opened, lag, busy = (_common.median([r[i] for r in runs]) for i in range(3))
         open_rows.append(f"| {name} | {opened * 1000:.0f} | {lag * 1000:.0f} | {busy * 1000:.0f} |")
         print(
@@ -228,8 +253,9 @@ spent waiting for a core on this shared machine). Target: p99 lag <
 {table}
 
 No single step holds the loop for long: composing this message takes ~0.1 ms and one
-request through botocore 0.3–1.5 ms (less with the client tweaks); the first request of a
-client takes ~20 ms once (botocore's lazy set-up), which shows in the max column. Lag is the
+request through botocore 0.3–1.5 ms (up to twice that with `tune_client` off); the
+first send of a client takes ~20 ms once (botocore's lazy set-up for the operation),
+which shows in the max column. Lag is the
 sum of the steps that become ready in the same loop iteration:
 
 - With a sending rate below what the connections allow, sends are spaced `1/R` apart and
@@ -237,17 +263,17 @@ sum of the steps that become ready in the same loop iteration:
 - Flat out, the N requests in flight move in step: they were sent together, so against an
   endpoint with a fixed latency their answers come back together, and the loop handles N
   answers (and sends N new requests) in one iteration before the ticker runs. Lag then grows
-  with N × the cost of one send: cheaper sends (the tweaks, v2) help, N=50 does not. Real
+  with N × the cost of one send: cheaper sends (the client tuning, v2) help, N=50 does not. Real
   SES latency varies from request to request, which spreads the answers out again; the
   fixed-latency endpoint is the worst case.
 - The `gather()` row starts every send at once: each task composes its message in its
   first step, so thousands of compositions queue up ahead of everything else. Use
   `send_many` (bounded concurrency, lazy input) for bulk sends.
 
-Opening the transport (medians of {len(opening[False])}): creating the aiobotocore client
-parses botocore's JSON data files on the event loop; the proposed change reads them in a
-worker thread first (`bench/ses_tuning.py`: `preload_botocore_data`) and then makes its
-warm-up request, which is included in its open time.
+Opening the transport (medians of {len(opening[False])}): creating an aiobotocore client
+parses botocore's JSON data files (service model, endpoint rules, partitions) on the event
+loop. `SESTransport` reads them in a worker thread first, then makes one warm-up request
+(`GetSendQuota` / `GetAccount`), which is included in the open time.
 
 {open_table}
 """

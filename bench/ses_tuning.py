@@ -91,7 +91,10 @@ def apply_tweaks(client: Any, tweaks: Iterable[str]) -> None:
 
 @contextlib.contextmanager
 def untuned() -> Iterator[None]:
-    """Within the block, SESTransport leaves its client as botocore made it (no tweaks)."""
+    """Within the block, SESTransport does not apply ``tune_client`` to the client it creates.
+
+    (Its other settings stay: no parameter validation, data files preloaded, warm-up.)
+    """
     original = ses_module.tune_client
     ses_module.tune_client = lambda client: None
     try:
@@ -203,7 +206,7 @@ BREAKDOWN_ROWS: list[tuple[str, str, tuple[str, ...]]] = [
     ("+ ua (User-Agent built once)", "client", ("ua",)),
     ("+ novalidate (parameter_validation=False)", "client", ("novalidate",)),
     ("+ all three", "client", ALL_TWEAKS),
-    ("SESTransport, client tuning off (composes)", "transport", ()),
+    ("SESTransport, tune_client off (composes)", "transport", ()),
     ("SESTransport (composes)", "transport", ALL_TWEAKS),
 ]
 
