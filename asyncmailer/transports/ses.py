@@ -49,8 +49,6 @@ logger = logging.getLogger("asyncmailer.ses")
 SES_LIMITS = {"v1": 10 * 1024 * 1024, "v2": 40 * 1024 * 1024}
 #: SES refuses messages with more recipients (To + Cc + Bcc).
 MAX_RECIPIENTS = 50
-#: Longest line SMTP allows (RFC 5321), CRLF excluded.
-MAX_LINE = 998
 
 #: Attachment file extensions SES refuses (from the SES developer guide).
 BLOCKED_ATTACHMENT_EXTENSIONS = frozenset(
@@ -370,14 +368,6 @@ class SESTransport(Transport):
                 size=len(composed.raw),
                 limit=limit,
             )
-        if message is None or message.raw is not None:
-            longest = max(map(len, composed.raw.split(b"\n")))
-            if longest - 1 > MAX_LINE:
-                raise MessageError(
-                    f"a line of the raw message is {longest - 1} octets long; SMTP and SES allow "
-                    f"{MAX_LINE}",
-                    field="raw",
-                )
         if message is not None:
             self._check_attachments(message)
             options = message.ses
