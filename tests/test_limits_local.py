@@ -89,8 +89,8 @@ async def test_weight_above_rate_waits_proportionally_and_does_not_raise() -> No
     start = loop.time()
     waited = await limiter.acquire(50)
     assert waited == pytest.approx(loop.time() - start)
-    # 50 recipients at 14/s need about 50/14 s after the first window frees.
-    assert 50 / 14 - 0.5 <= waited <= 50 / 14 + 1.2
+    # 50 recipients at 14/s: exactly 50 paced units (the pace is 0.4 % under the rate).
+    assert waited == pytest.approx(50 * (1 + limiter.pace) / 14, abs=0.05)
 
 
 @virtual_time
