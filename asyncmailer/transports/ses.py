@@ -154,6 +154,7 @@ class SESTransport(Transport):
         self._api_asked: Api = api
         #: The API in use once open (``"v1"`` or ``"v2"``).
         self.api: Literal["v1", "v2"] = "v1" if api == "auto" else api
+        #: Options merged into every API call (read when the transport opens).
         self.ses_defaults: dict[str, Any] = dict(ses_defaults or {})
         self.region_name = region_name
         self.endpoint_url = endpoint_url
@@ -164,6 +165,7 @@ class SESTransport(Transport):
         self.read_timeout = read_timeout
         self._stack: contextlib.AsyncExitStack | None = None
         self._option_names_cache: dict[str, frozenset[str]] = {}
+        self._defaults_merged: dict[str, Any] | None = None
         self._region = "us-east-1"
         self._quota = QuotaTracker(
             safety_factor=quota_safety_factor,
@@ -215,6 +217,7 @@ class SESTransport(Transport):
                 f"api={self._api_asked!r} does not match the {service!r} client", option="api"
             )
         self.api = client_api
+        self._defaults_merged = None
         if self._quota.enabled:
             await self._quota.start(self._read_quota)
 
@@ -389,6 +392,16 @@ class SESTransport(Transport):
                 )
 
     def _merge_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not options:
+            # The common case, on every send: the transport's defaults alone, merged and
+            # checked once per open transport (the result is only ever unpacked, not changed).
+            cached = self._defaults_merged
+            if cached is None:
+                cached = self._defaults_merged = self._merge_checked(None)
+            return cached
+        return self._merge_checked(options)
+
+    def _merge_checked(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
         merged = {**self.ses_defaults, **(options or {})}
         if self.api == "v2":
             if "Tags" in merged:
