@@ -51,11 +51,15 @@ class Config:
     tuned: bool = True
     mode: str = "send_many"
     rate: float | None = None
+    cooperative: bool = True
 
     @property
     def label(self) -> str:
         """How the row is shown."""
-        transport = f"{self.api}{'' if self.tuned else ', tune_client off'}"
+        transport = (
+            f"{self.api}{'' if self.tuned else ', tune_client off'}"
+            f"{'' if self.cooperative else ', cooperative off'}"
+        )
         how = (
             f"`send_many(concurrency={self.concurrency})`"
             if self.mode == "send_many"
@@ -79,6 +83,7 @@ async def _run(url: str, config: Config, count: int) -> dict[str, Any]:
         api=config.api,  # type: ignore[arg-type]
         max_connections=config.concurrency,
         sending_rate=config.rate,
+        cooperative=config.cooperative,
         **CREDENTIALS,
     )
     with contextlib.nullcontext() if config.tuned else untuned():

@@ -9,8 +9,8 @@ worst 1-second window (SES throttles when it holds more than R) and the sustaine
 Contenders:
 
 - ``asyncmailer``: ``SESTransport(sending_rate=R, max_connections=10)``, ``send_many``;
-- ``asyncmailer-margin``: the same with ``rate_limiter=LocalRateLimiter(R, margin=0.025)``
-  (a wider window margin than the default, for the jitter between grant and arrival);
+- ``asyncmailer-nopacer``: the same with ``cooperative=False`` (no pacer: composing may run
+  between a grant and the write of its request);
 - ``nodemailer6``: Nodemailer 6's SES transport, ``sendingRate: R, maxConnections: 10``;
 - ``aiolimiter (R, 1)``: raw aiobotocore behind ``AsyncLimiter(R, 1)`` (the obvious way);
 - ``aiolimiter (1, 1/R)``: raw aiobotocore behind ``AsyncLimiter(1, 1/R)`` (no burst).
@@ -43,31 +43,25 @@ PLOT = ROOT / "docs" / "img" / "rate-over-time.png"
 IN_FLIGHT = 10
 LATENCY = 0.02
 
-#: The wider LocalRateLimiter margin (seconds) of the "margin" row.
-WIDE_MARGIN = 0.025
-
 LABELS = {
     "asyncmailer": "asyncmailer SESTransport(sending_rate={R})",
-    "asyncmailer-margin": "asyncmailer, LocalRateLimiter({R}, margin=0.025)",
+    "asyncmailer-nopacer": "asyncmailer, cooperative=False",
     "nodemailer6": "Nodemailer 6 sendingRate: {R}",
     "aiolimiter-burst": "aiolimiter AsyncLimiter({R}, 1)",
     "aiolimiter-spaced": "aiolimiter AsyncLimiter(1, 1/{R})",
 }
 
 
-async def _asyncmailer(url: str, rate: float, count: int, wide_margin: bool) -> None:
-    from asyncmailer.limits import LocalRateLimiter
+async def _asyncmailer(url: str, rate: float, count: int, cooperative: bool) -> None:
     from asyncmailer.transports import SESTransport
 
     message = _common.message()
-    limit: dict[str, Any] = {"sending_rate": rate}
-    if wide_margin:
-        limit = {"rate_limiter": LocalRateLimiter(rate, margin=WIDE_MARGIN)}
     async with SESTransport(
         endpoint_url=url,
         region_name=REGION,
         max_connections=IN_FLIGHT,
-        **limit,
+        sending_rate=rate,
+        cooperative=cooperative,
         **CREDENTIALS,
     ) as transport:
         async for outcome in transport.send_many(
@@ -127,8 +121,8 @@ def measure(
     """Run one contender against a freshly reset endpoint; return the endpoint's stats."""
     ep.remote.reset()
     runners: dict[str, Callable[[], Any]] = {
-        "asyncmailer": lambda: asyncio.run(_asyncmailer(ep.url, rate, count, False)),
-        "asyncmailer-margin": lambda: asyncio.run(_asyncmailer(ep.url, rate, count, True)),
+        "asyncmailer": lambda: asyncio.run(_asyncmailer(ep.url, rate, count, True)),
+        "asyncmailer-nopacer": lambda: asyncio.run(_asyncmailer(ep.url, rate, count, False)),
         "aiolimiter-burst": lambda: asyncio.run(_aiolimiter(ep.url, rate, count, True)),
         "aiolimiter-spaced": lambda: asyncio.run(_aiolimiter(ep.url, rate, count, False)),
         "nodemailer6": lambda: _node(ep.url, rate, count, message_file),
@@ -236,7 +230,7 @@ def main() -> None:
         return
     contenders = [
         "asyncmailer",
-        "asyncmailer-margin",
+        "asyncmailer-nopacer",
         "nodemailer6",
         "aiolimiter-burst",
         "aiolimiter-spaced",
@@ -306,14 +300,6 @@ def main() -> None:
         from asyncmailer.limits import LocalRateLimiter
 
         default_margin = LocalRateLimiter(1.0).margin
-        costs = [
-            1 - sustained_by[("asyncmailer-margin", r)] / sustained_by[("asyncmailer", r)]
-            for r in args.rates
-            if ("asyncmailer-margin", r) in sustained_by and sustained_by[("asyncmailer", r)]
-        ]
-        margin_cost = " and ".join(
-            f"{c:.1%} at {r:g}/s" for c, r in zip(costs, args.rates, strict=False)
-        )
         body = f"""\
 Measured with `{_common.command_line()}` on {header}.
 
@@ -331,12 +317,12 @@ first second.
 
 How to read it: `AsyncLimiter(R, 1)` starts with a full bucket, so about 2R − 1 requests
 land in the first second; `AsyncLimiter(1, 1/R)` has no burst but loses every wake-up delay
-and sustains less than R. asyncmailer's limiter grants at most R units in any window of
-1 s + `margin` *at the client*; what the endpoint sees also carries the delay between the
-grant and the request's arrival (serialising and signing, a new connection, a busy event
-loop; the first send of a fresh client is the slowest). The "margin" row widens the
-window the limiter keeps from 1 s + {default_margin * 1000:g} ms (the default) to
-1 s + {WIDE_MARGIN * 1000:g} ms to absorb that jitter; it cost {margin_cost} of sustained rate here.
+and sustains less than R. asyncmailer's limiter keeps at most R units in any window of
+1 s + `margin` ({default_margin * 1000:g} ms), counting each unit from the moment its signed
+request is handed to aiohttp (aiobotocore's `before-send` event), and the units of a
+burst's first second from their answers (those requests may open connections). The
+transport's pacer writes a granted request before any more composing runs; the
+`cooperative=False` row turns the pacer off.
 Nodemailer 6
 checks its limit when a message is queued and when a send completes, and releases one
 queued message each time: once the limit has been hit, it is down to about one request in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -194,3 +195,116 @@ async def test_real_time_precision_and_no_busy_polling() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     assert idle_cpu < 0.2, idle_cpu
     assert time.process_time() - cpu0 < 3.0
+
+
+# ------------------------------------------------------------------ grant -> request delay
+
+
+@pytest.mark.parametrize("rate", [14, 200])
+@virtual_time
+async def test_mark_sent_counts_each_unit_from_when_its_request_left(rate: int) -> None:
+    # Every request leaves 0.5-1.5 ms after its grant (building and signing it), now and
+    # then 20 ms late (a garbage collection, a busy loop). Counted at those moments, no
+    # window may hold more than R, and the sustained rate must hold.
+    import random
+
+    rng = random.Random(rate)
+    limiter = LocalRateLimiter(rate)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+    end = loop.time() + 11.0
+
+    async def worker() -> None:
+        while loop.time() < end:
+            await limiter.acquire()
+            await asyncio.sleep(0.02 if rng.random() < 0.01 else rng.uniform(0.0005, 0.0015))
+            limiter.mark_sent()
+            sent.append(loop.time())
+
+    await asyncio.gather(*(worker() for _ in range(min(40, rate * 2))))
+    assert worst_window(sent) <= rate
+    span = [t for t in sorted(sent) if sent[0] + 0.5 <= t]
+    assert (len(span) - 1) / (span[-1] - span[0]) >= 0.995 * rate
+
+
+@virtual_time
+async def test_without_mark_sent_late_requests_overflow_the_window() -> None:
+    # The same delays, unreported: the limiter can only count grants, and the late first
+    # request shares a window with the (R+1)th. This is what mark_sent() fixes.
+    limiter = LocalRateLimiter(14)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+
+    async def one(delay: float) -> None:
+        await limiter.acquire()
+        await asyncio.sleep(delay)
+        sent.append(loop.time())
+
+    await asyncio.gather(*(one(0.03 if i == 0 else 0.0) for i in range(15)))
+    assert worst_window(sent) == 15
+
+
+@virtual_time
+async def test_mark_sent_moves_a_heavy_grant_keeping_its_spacing() -> None:
+    limiter = LocalRateLimiter(10)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    await limiter.acquire(3)  # units at 0, ~0.1, ~0.2
+    granted = [entry.at for entry in limiter._log]
+    await asyncio.sleep(0.5)
+    limiter.mark_sent()
+    moved = [entry.at for entry in limiter._log]
+    assert moved[-1] == pytest.approx(loop.time())
+    assert [b - a for a, b in itertools.pairwise(moved)] == pytest.approx(
+        [b - a for a, b in itertools.pairwise(granted)]
+    )
+
+
+@virtual_time
+async def test_mark_sent_only_touches_the_calling_tasks_grant_of_this_limiter() -> None:
+    first, other = LocalRateLimiter(10), LocalRateLimiter(10)
+    await first.open()
+    await other.open()
+    other.mark_sent()  # no grant in this task: nothing happens
+    await first.acquire()
+    before = [entry.at for entry in first._log]
+    await asyncio.sleep(0.3)
+    other.mark_sent()  # another limiter's grant: untouched
+    assert [entry.at for entry in first._log] == before
+
+    async def elsewhere() -> None:
+        first.mark_sent()  # a new task starts with no grant of its own
+
+    await asyncio.create_task(elsewhere())
+    assert [entry.at for entry in first._log] == before
+
+
+@virtual_time
+async def test_a_bursts_first_window_counts_from_the_answers() -> None:
+    # After an idle spell the first window's requests may wait for new connections: they
+    # count from their answers (mark_done). Steady sending afterwards is unaffected.
+    limiter = LocalRateLimiter(1)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    starts: list[float] = []
+
+    async def send(latency: float) -> None:
+        await limiter.acquire()
+        limiter.mark_sent()
+        starts.append(loop.time() - t0)
+        await asyncio.sleep(latency)
+        limiter.mark_done()
+
+    await send(0.3)  # the first of a burst, answered 0.3 s later
+    await send(0.3)  # one window (+ margin) after that answer; no longer in the first window
+    await send(0.0)  # one window (+ margin) after the second *started*
+    assert starts == pytest.approx([0.0, 1.302, 2.304], abs=0.003)
+    # An idle spell starts a new burst.
+    await asyncio.sleep(3.0)
+    t1 = loop.time()
+    await send(0.5)
+    await send(0.0)
+    assert starts[-1] - (t1 - t0) == pytest.approx(1.502, abs=0.003)

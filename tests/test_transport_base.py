@@ -238,13 +238,15 @@ async def test_send_result_reports_attempts_waits_and_transport() -> None:
     assert first.attempts == 1
     assert first.elapsed == pytest.approx(0.25)
     assert first.rate_wait == first.connection_wait == 0
-    # The second waited for the only connection (0.25 s), then for the limiter (until 1 s
-    # after the first start, plus the limiter's small margin).
+    # The second waited for the only connection (0.25 s), then for the limiter: 1 s (+ the
+    # 2 ms margin) after the first request was answered, at 0.25 s: the first unit of a
+    # burst counts from its answer (its request may have opened a connection).
     assert second.connection_wait == pytest.approx(0.25)
-    assert second.rate_wait == pytest.approx(0.75, abs=0.01)
+    assert second.rate_wait == pytest.approx(1.002, abs=0.001)
     assert second.elapsed == pytest.approx(second.rate_wait + 0.5)
     assert third.elapsed == pytest.approx(third.connection_wait + third.rate_wait + 0.25)
-    assert third.elapsed == pytest.approx(2.25, abs=0.02)
+    # Steady from then on: 1 s (+ margin) after the second left, at 1.252 s.
+    assert third.elapsed == pytest.approx(2.254 + 0.25, abs=0.003)
 
 
 @virtual_time
@@ -501,7 +503,8 @@ async def test_a_timeout_around_send_mail_is_a_cancellation() -> None:
         assert transport.pending == 0
         result = await transport.send_mail(msg(2))
     assert transport.accepted == [mid(0), mid(2)]
-    assert result.rate_wait == pytest.approx(0.5, abs=0.01)  # the timed-out one took no unit
+    # The timed-out one took no unit: 1 s (+ the 2 ms margin) after the first.
+    assert result.rate_wait == pytest.approx(0.502, abs=0.001)
 
 
 @virtual_time

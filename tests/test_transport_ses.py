@@ -25,6 +25,7 @@ from asyncmailer.errors import (
     TooManyRecipientsError,
     TransportStateError,
 )
+from asyncmailer.limits import LocalRateLimiter
 from asyncmailer.testing import SESEndpoint
 
 SENDER = "Shop <shop@example.com>"
@@ -340,3 +341,53 @@ async def test_tuned_client_sends_the_same_bytes_and_cached_user_agent() -> None
     assert [m.raw for m in stored] == [composed.raw] * 3
     # The warm-up request opened the HTTP session before the first send.
     assert endpoint.stats().requests.get("ses:GetSendQuota") == 1
+
+
+class _RecordingLimiter(LocalRateLimiter):
+    """Records when the transport reports a request leaving, and with what stack."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate)
+        self.sent_from: list[str] = []
+
+    def mark_sent(self) -> None:
+        import traceback
+
+        frames = traceback.extract_stack(limit=30)
+        self.sent_from.append(
+            "before-send" if any(f.name == "_before_send" for f in frames) else "transport"
+        )
+        super().mark_sent()
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_the_limiter_hears_when_the_signed_request_leaves(api: str) -> None:
+    # The transport reports each granted request twice: when it starts the call, and from
+    # aiobotocore's before-send event (after signing, as it goes to aiohttp). A client the
+    # user passed in loses the hook again when the transport closes.
+    limiter = _RecordingLimiter(1000)
+    async with SESEndpoint() as endpoint:
+        session = get_session()
+        config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
+        service = "sesv2" if api == "v2" else "ses"
+        async with session.create_client(
+            service, config=config, **endpoint.client_kwargs()
+        ) as client:
+            async with SESTransport(client, rate_limiter=limiter) as ses:
+                await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+                await ses.send_mail(from_=SENDER, to="b@example.org", text="y")
+            assert limiter.sent_from == ["transport", "before-send"] * 2
+            # Closed: sending on the user's client no longer reaches the limiter.
+            if api == "v2":
+                await client.send_email(
+                    FromEmailAddress="shop@example.com",
+                    Destination={"ToAddresses": ["c@example.org"]},
+                    Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}},
+                )
+            else:
+                await client.send_raw_email(
+                    Source="shop@example.com",
+                    Destinations=["c@example.org"],
+                    RawMessage={"Data": b"From: shop@example.com\r\nSubject: s\r\n\r\nb\r\n"},
+                )
+            assert len(limiter.sent_from) == 4

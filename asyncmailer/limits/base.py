@@ -50,6 +50,23 @@ class RateLimiter(abc.ABC):
     def throttled(self) -> None:
         """Report that the backend said the rate was exceeded; the limiter backs off."""
 
+    def mark_sent(self) -> None:  # noqa: B027 - optional hook
+        """Note that the request for this task's latest grant is leaving now.
+
+        Transports call this at the last moment before the request is written (for SES,
+        aiobotocore's ``before-send`` event, after signing). A limiter that keeps a log of
+        its grants may record the unit at this later time, so that a window is measured
+        the way the server sees it. Calling it without a grant does nothing.
+        """
+
+    def mark_done(self) -> None:  # noqa: B027 - optional hook
+        """Note that the request for this task's latest grant was answered (or failed).
+
+        The answer is the latest moment the server can have seen the request. A limiter
+        may count a burst's first units from it: those requests may have waited for new
+        connections after ``mark_sent``. Calling it without a grant does nothing.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what :meth:`open` created."""
 

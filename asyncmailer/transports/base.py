@@ -63,6 +63,7 @@ from asyncmailer.limits import LocalRateLimiter, RateLimiter
 from asyncmailer.message import Message
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
+from asyncmailer.transports._pacer import LoopPacer
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -131,7 +132,10 @@ class Transport(abc.ABC):
     bounds the requests in flight with an :class:`asyncio.Semaphore`. Both are created in
     ``__aenter__``, inside the event loop that uses them. ``retry`` decides which failures
     are tried again (:class:`~asyncmailer.retry.RetryPolicy`); ``drain_timeout`` bounds how
-    long :meth:`aclose` waits for queued and in-flight sends.
+    long :meth:`aclose` waits for queued and in-flight sends. ``cooperative`` (default on)
+    starts at most one CPU-heavy send step (composing a message; building and writing a
+    request) per event-loop iteration, so that a burst of sends cannot hold the loop for
+    long and a request granted by the rate limiter is written before more composing runs.
     """
 
     #: Short name reported in :attr:`SendResult.transport`.
@@ -146,6 +150,7 @@ class Transport(abc.ABC):
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
         dkim: DKIMSigner | None = None,
+        cooperative: bool = True,
     ) -> None:
         if dkim is not None and not isinstance(dkim, DKIMSigner):
             raise ConfigurationError(
@@ -187,6 +192,10 @@ class Transport(abc.ABC):
         self.drain_timeout = drain_timeout
         #: DKIM signer applied to every message (a message's ``dkim`` field may override it).
         self.dkim = dkim
+        #: Run at most one send's heavy step (composing; building and writing a request)
+        #: per event-loop iteration, so that bursts of sends do not stall other coroutines.
+        self.cooperative = bool(cooperative)
+        self._pacer: LoopPacer | None = None
         self._rate_limiter_given = rate_limiter
         self._limiter: RateLimiter | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -280,6 +289,8 @@ class Transport(abc.ABC):
             self._limiter = limiter
             if self.max_connections is not None:
                 self._semaphore = asyncio.Semaphore(self.max_connections)
+            if self.cooperative:
+                self._pacer = LoopPacer(self._loop)
         except BaseException:
             self._state = TransportState.CLOSED
             self._closed.set()
@@ -438,6 +449,8 @@ class Transport(abc.ABC):
         self._scopes.add(scope)
         try:
             with scope:
+                if self._pacer is not None:
+                    await self._pacer.turn()
                 composed, msg = await self.prepare(message, **fields)
                 track.message_id = composed.message_id
                 return await self._send_prepared(composed, msg, started, track)
@@ -495,9 +508,20 @@ class Transport(abc.ABC):
                         limiter = self._limiter
                         if limiter is not None:
                             rate_wait += await limiter.acquire(weight)
+                        if self._pacer is not None:
+                            # Ahead of every composing step: the rate unit is granted.
+                            await self._pacer.turn(urgent=True)
+                        if limiter is not None:
+                            # Transports that can tell the later moment the request is
+                            # written (SES: before-send) mark it again then.
+                            limiter.mark_sent()
                         delivering = True
                         track.phase = _Phase.IN_FLIGHT
-                        delivery = await self._deliver(composed, msg)
+                        try:
+                            delivery = await self._deliver(composed, msg)
+                        finally:
+                            if limiter is not None:
+                                limiter.mark_done()
                 except BaseException:
                     if not delivering:
                         self._unreserve(composed, msg)

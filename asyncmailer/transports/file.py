@@ -86,6 +86,7 @@ class FileTransport(Transport):
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
         dkim: DKIMSigner | None = None,
+        cooperative: bool = True,
     ) -> None:
         super().__init__(
             sending_rate=sending_rate,
@@ -94,6 +95,7 @@ class FileTransport(Transport):
             retry=retry,
             drain_timeout=drain_timeout,
             dkim=dkim,
+            cooperative=cooperative,
         )
         if not suffix.startswith(".") or _UNSAFE.search(suffix):
             raise ConfigurationError(f"invalid suffix {suffix!r}", option="suffix")

@@ -230,6 +230,7 @@ class MemoryTransport(Transport):
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
         dkim: DKIMSigner | None = None,
+        cooperative: bool = True,
     ) -> None:
         super().__init__(
             sending_rate=sending_rate,
@@ -238,6 +239,7 @@ class MemoryTransport(Transport):
             retry=retry,
             drain_timeout=drain_timeout,
             dkim=dkim,
+            cooperative=cooperative,
         )
         self._messages: list[SentMessage] = []
         self._failures_next: list[Exception] = []

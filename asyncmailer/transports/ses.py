@@ -118,6 +118,7 @@ class SESTransport(Transport):
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
         dkim: DKIMSigner | None = None,
+        cooperative: bool = True,
         quota_safety_factor: float = 0.9,
         quota_refresh: float | None = 300.0,
         track_daily_quota: bool | None = None,
@@ -132,6 +133,7 @@ class SESTransport(Transport):
             retry=retry,
             drain_timeout=drain_timeout,
             dkim=dkim,
+            cooperative=cooperative,
         )
         if api not in ("auto", "v1", "v2"):
             raise ConfigurationError(f"api must be 'auto', 'v1' or 'v2', not {api!r}", option="api")
@@ -166,6 +168,8 @@ class SESTransport(Transport):
         self._stack: contextlib.AsyncExitStack | None = None
         self._option_names_cache: dict[str, frozenset[str]] = {}
         self._defaults_merged: dict[str, Any] | None = None
+        self._hook_event: str | None = None
+        self._hook_id = f"asyncmailer-before-send-{id(self):x}"
         self._region = "us-east-1"
         self._quota = QuotaTracker(
             safety_factor=quota_safety_factor,
@@ -218,6 +222,15 @@ class SESTransport(Transport):
             )
         self.api = client_api
         self._defaults_merged = None
+        self._hook_event = (
+            f"before-send.{self._client.meta.service_model.service_id.hyphenize()}."
+            f"{'SendEmail' if client_api == 'v2' else 'SendRawEmail'}"
+        )
+        # Observes only (returns None): tells the rate limiter the moment the signed
+        # request is handed to the HTTP layer. Removed again on close (user clients).
+        self._client.meta.events.register(
+            self._hook_event, self._before_send, unique_id=self._hook_id
+        )
         if self._quota.enabled:
             await self._quota.start(self._read_quota)
 
@@ -234,7 +247,15 @@ class SESTransport(Transport):
                 self.rate_limiter.set_rate(self._quota.rate)
         return self
 
+    def _before_send(self, **_: Any) -> None:
+        limiter = self._limiter
+        if limiter is not None:
+            limiter.mark_sent()
+
     async def _close(self) -> None:
+        if self._hook_event is not None and self._client is not None:
+            self._client.meta.events.unregister(self._hook_event, unique_id=self._hook_id)
+            self._hook_event = None
         await self._quota.stop()
         stack, self._stack = self._stack, None
         if stack is not None:

@@ -173,6 +173,7 @@ class SMTPTransport(Transport):
         retry: RetryPolicy | None = None,
         drain_timeout: float | None = 30.0,
         dkim: DKIMSigner | None = None,
+        cooperative: bool = True,
     ) -> None:
         _require_aiosmtplib()
         super().__init__(
@@ -182,6 +183,7 @@ class SMTPTransport(Transport):
             retry=retry,
             drain_timeout=drain_timeout,
             dkim=dkim,
+            cooperative=cooperative,
         )
         if use_tls and start_tls:
             raise ConfigurationError(

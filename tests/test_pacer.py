@@ -1,0 +1,163 @@
+"""The transport's pacer: at most one heavy send step per event-loop iteration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from asyncmailer import Message
+from asyncmailer.result import ComposedMessage
+from asyncmailer.transports._pacer import LoopPacer
+from asyncmailer.transports.base import Delivery, Transport
+
+
+class _Iterations:
+    """Counts event-loop iterations: a callback that re-schedules itself once per pass."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.count = 0
+        self._loop = loop
+        self._running = True
+        loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.count += 1
+        if self._running:
+            self._loop.call_soon(self._tick)
+
+    def stop(self) -> None:
+        self._running = False
+
+
+async def test_one_step_per_iteration_and_urgent_steps_first() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = LoopPacer(loop)
+    iterations = _Iterations(loop)
+    ran: list[tuple[str, int]] = []
+
+    async def step(name: str, urgent: bool) -> None:
+        await pacer.turn(urgent=urgent)
+        ran.append((name, iterations.count))
+
+    tasks = [asyncio.create_task(step(f"n{i}", False)) for i in range(5)]
+    tasks += [asyncio.create_task(step(f"u{i}", True)) for i in range(2)]
+    await asyncio.gather(*tasks)
+    iterations.stop()
+    # The first task found the pacer idle and went at once; the others waited, urgent first.
+    assert [name for name, _ in ran] == ["n0", "u0", "u1", "n1", "n2", "n3", "n4"]
+    passes = [count for _, count in ran]
+    assert len(set(passes)) == len(passes), passes  # never two steps in one iteration
+    assert pacer.waiting == 0
+
+
+async def test_an_idle_pacer_does_not_suspend() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = LoopPacer(loop)
+    other_ran: list[bool] = []
+    loop.call_soon(other_ran.append, True)
+    await pacer.turn()
+    assert other_ran == []  # returned without yielding to the loop
+    await asyncio.sleep(0.01)  # the hand-off chain ends when nobody waits
+    await pacer.turn()
+    assert pacer.waiting == 0
+
+
+async def test_cancelled_waiters_are_skipped_and_the_turn_moves_on() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = LoopPacer(loop)
+    await pacer.turn()  # busy for this iteration
+    ran: list[int] = []
+
+    async def step(i: int) -> None:
+        await pacer.turn()
+        ran.append(i)
+
+    tasks = [asyncio.create_task(step(i)) for i in range(4)]
+    await asyncio.sleep(0)  # all four are queued now
+    tasks[1].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert ran == [0, 2, 3]
+    assert tasks[1].cancelled()
+
+
+class _CancellingPacer(LoopPacer):
+    """Cancels ``victim`` right after handing it the turn, before it can run."""
+
+    __slots__ = ("victim",)
+
+    def _pass_on(self) -> None:
+        super()._pass_on()
+        victim = self.victim
+        if victim is not None and not victim.done():
+            victim.cancel()
+            self.victim = None
+
+
+async def test_a_waiter_cancelled_after_its_turn_came_does_not_stall_the_rest() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = _CancellingPacer(loop)
+    pacer.victim = None
+    await pacer.turn()
+    ran: list[int] = []
+
+    async def step(i: int) -> None:
+        await pacer.turn()
+        ran.append(i)
+
+    first = asyncio.create_task(step(0))
+    rest = [asyncio.create_task(step(i)) for i in (1, 2)]
+    pacer.victim = first
+    await asyncio.wait_for(asyncio.gather(*rest), 1.0)
+    assert first.cancelled()
+    assert ran == [1, 2]
+
+
+# ----------------------------------------------------------------------- in a transport
+
+
+class _StepTransport(Transport):
+    """Records the loop iteration in which each composing and each request step ran."""
+
+    name = "steps"
+
+    def __init__(self, clock: Callable[[], int], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._clock = clock
+        self.steps: list[tuple[str, int]] = []
+
+    async def prepare(
+        self, message: object = None, /, **fields: object
+    ) -> tuple[ComposedMessage, Message | None]:
+        self.steps.append(("compose", self._clock()))
+        return await super().prepare(message, **fields)  # type: ignore[arg-type]
+
+    async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
+        self.steps.append(("request", self._clock()))
+        await asyncio.sleep(0)
+        return Delivery(response="ok", message_id=composed.message_id)
+
+
+@pytest.mark.parametrize("cooperative", [True, False])
+async def test_a_burst_of_sends_runs_one_heavy_step_per_iteration(cooperative: bool) -> None:
+    loop = asyncio.get_running_loop()
+    iterations = _Iterations(loop)
+    async with _StepTransport(
+        lambda: iterations.count, cooperative=cooperative, max_connections=10
+    ) as transport:
+        await asyncio.gather(
+            *(
+                transport.send_mail(from_="a@example.com", to=f"r{i}@example.org", text="x")
+                for i in range(50)
+            )
+        )
+    iterations.stop()
+    per_iteration: dict[int, int] = {}
+    for _, count in transport.steps:
+        per_iteration[count] = per_iteration.get(count, 0) + 1
+    assert len(transport.steps) == 100
+    if cooperative:
+        assert max(per_iteration.values()) == 1
+    else:  # the control: without the pacer, the whole burst composes in one iteration
+        assert max(per_iteration.values()) >= 50
