@@ -168,7 +168,11 @@ def main() -> None:
     args = parser.parse_args()
     count = args.count or (300 if args.quick else 2000)
     if args.quick:
-        configs = [Config(0.05, "v1", 10, rate=100), Config(0.0, "v1", 10)]
+        configs = [
+            Config(0.05, "v1", 10, rate=100),
+            Config(0.0, "v1", 10),
+            Config(0.0, "v1", 10, cooperative=False),
+        ]
     else:
         configs = [
             Config(0.05, "v1", 10, rate=100),
@@ -182,6 +186,12 @@ def main() -> None:
             Config(0.0, "v2", 10),
             Config(0.0, "v1", 50),
             Config(0.05, "v1", 50, mode="gather"),
+            # The same flat-out settings without the pacer, for comparison.
+            Config(0.05, "v1", 10, cooperative=False),
+            Config(0.05, "v1", 50, cooperative=False),
+            Config(0.0, "v1", 10, cooperative=False),
+            Config(0.0, "v2", 10, cooperative=False),
+            Config(0.05, "v1", 50, mode="gather", cooperative=False),
         ]
     header = _common.machine()
     print(header, file=sys.stderr)
@@ -260,20 +270,25 @@ spent waiting for a core on this shared machine). Target: p99 lag <
 No single step holds the loop for long: composing this message takes ~0.1 ms and one
 request through botocore 0.3–1.5 ms (up to twice that with `tune_client` off); the
 first send of a client takes ~20 ms once (botocore's lazy set-up for the operation),
-which shows in the max column. Lag is the
-sum of the steps that become ready in the same loop iteration:
+which shows in the max column. Lag is the sum of the steps that run in the same loop
+iteration before the ticker's timer:
 
-- With a sending rate below what the connections allow, sends are spaced `1/R` apart and
-  the ticker waits for at most one of them: p99 stays within the target.
-- Flat out, the N requests in flight move in step: they were sent together, so against an
-  endpoint with a fixed latency their answers come back together, and the loop handles N
-  answers (and sends N new requests) in one iteration before the ticker runs. Lag then grows
-  with N × the cost of one send: cheaper sends (the client tuning, v2) help, N=50 does not. Real
-  SES latency varies from request to request, which spreads the answers out again; the
-  fixed-latency endpoint is the worst case.
-- The `gather()` row starts every send at once: each task composes its message in its
-  first step, so thousands of compositions queue up ahead of everything else. Use
-  `send_many` (bounded concurrency, lazy input) for bulk sends.
+- The transport's pacer (`cooperative=True`, the default) starts at most one heavy step
+  (composing a message; building, signing and writing a request) per loop iteration and
+  queues the others, requests already granted by the rate limiter first. So the ticker
+  waits for about one step plus the answers that arrived together, whatever N is.
+- Without it (the "cooperative off" rows), the N requests in flight move in step: sent
+  together, against an endpoint with a fixed latency their answers come back together, and
+  the loop handles N answers and composes and signs N new requests in one iteration
+  before the ticker runs; lag grows with N × the cost of one send. The `gather()` row is
+  the extreme: every task composes its message in its first step, so thousands of
+  compositions queue up ahead of everything else.
+- The pacer costs loop iterations (one `select()` per heavy step): flat out against the
+  0 ms endpoint, where the client's CPU is the only limit, compare the msgs/s of the rows
+  with and without it. Against 50 ms, it spreads the requests out and throughput holds or
+  rises. `cooperative=False` turns it off.
+- Outliers in the max column are mostly the garbage collector's older-generation passes
+  (15–30 ms in a process with botocore loaded), which no scheduling avoids.
 
 Opening the transport (medians of {len(opening[False])}): creating an aiobotocore client
 parses botocore's JSON data files (service model, endpoint rules, partitions) on the event

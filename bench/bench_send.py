@@ -426,6 +426,14 @@ def _targets(
             met = low >= target if higher else high <= target
             cells.append(f"{low:.2f}–{high:.2f}× {'met' if met else '**not met**'}")
         lines.append(f"| {BY_KEY[key].label} | " + " | ".join(cells) + " |")
+    for lat, n in settings:
+        if lat > 0:
+            lines += [
+                "",
+                f"At {lat * 1000:.0f} ms with N={n} in flight, no client can exceed N / latency "
+                f"= {n / lat:,.0f} msgs/s: a 2× ratio there requires the peer below "
+                f"{n / lat / 2:,.0f} msgs/s.",
+            ]
     return "\n".join(lines)
 
 

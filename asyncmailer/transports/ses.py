@@ -94,6 +94,10 @@ class SESTransport(Transport):
       is known (``sending_rate="auto"`` or ``track_daily_quota=True``): ``"fail"`` raises
       :class:`~asyncmailer.errors.DailyQuotaExceededError` before any request, ``"wait"``
       waits for the window to move, ``"ignore"`` sends anyway.
+    - The rate limiter hears when each signed request leaves (an observing handler on
+      aiobotocore's ``before-send`` event for the send operation; removed again on close
+      from a client you passed in), so its windows match what SES counts.
+    - ``cooperative`` (and the other common options): see :class:`Transport`.
     """
 
     name = "ses"
