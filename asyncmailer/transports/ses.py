@@ -226,10 +226,8 @@ class SESTransport(Transport):
             )
         self.api = client_api
         self._defaults_merged = None
-        self._hook_event = (
-            f"before-send.{self._client.meta.service_model.service_id.hyphenize()}."
-            f"{'SendEmail' if client_api == 'v2' else 'SendRawEmail'}"
-        )
+        service_id = self._client.meta.service_model.service_id.hyphenize()
+        self._hook_event = f"before-send.{service_id}.{_OPERATIONS[client_api]}"
         # Observes only (returns None): tells the rate limiter the moment the signed
         # request is handed to the HTTP layer. Removed again on close (user clients).
         self._client.meta.events.register(
