@@ -74,10 +74,23 @@ async def test_sending_rate_holds_at_the_server(
     # No window holds more than R at the server. The limiter counts each unit from the
     # moment its request was handed to aiohttp (before-send), keeps R per 1 s + 2 ms, and
     # the transport's pacer writes a granted request before any more composing runs.
-    assert stats.max_starts_in_window(1.0) <= rate
+    assert stats.max_starts_in_window(1.0) <= rate, _crowded_window(arrivals, rate)
     # Sustained over a 10-second span after the first half second: requests per second
     # between the first and the last arrival of the span (a count of arrivals in a fixed
     # 10 s box would be off by one depending on where the box falls).
     span = [t for t in arrivals if first + 0.5 <= t < first + 10.5]
     sustained = (len(span) - 1) / (span[-1] - span[0])
     assert sustained >= 0.995 * rate, (sustained, rate)
+
+
+def _crowded_window(arrivals: list[float], rate: int) -> str:
+    """Where R + 1 arrivals fell within one second: offsets and gaps, to tell who was late."""
+    for i in range(len(arrivals) - rate):
+        if arrivals[i + rate] - arrivals[i] < 1.0:
+            t0 = arrivals[0]
+            around = arrivals[max(0, i - 2) : i + 3] + arrivals[i + rate - 2 : i + rate + 3]
+            return (
+                f"arrivals {i} and {i + rate} are {arrivals[i + rate] - arrivals[i]:.4f} s apart; "
+                f"offsets from the first (s): {[round(t - t0, 4) for t in around]}"
+            )
+    return "no crowded window"
