@@ -209,6 +209,7 @@ async def test_mark_sent_counts_each_unit_from_when_its_request_left(rate: int) 
     import random
 
     rng = random.Random(rate)
+    stall_odds = 0.05 if rate < 100 else 0.01  # several stalls at either rate
     limiter = LocalRateLimiter(rate)
     await limiter.open()
     loop = asyncio.get_running_loop()
@@ -218,7 +219,7 @@ async def test_mark_sent_counts_each_unit_from_when_its_request_left(rate: int) 
     async def worker() -> None:
         while loop.time() < end:
             await limiter.acquire()
-            await asyncio.sleep(0.02 if rng.random() < 0.01 else rng.uniform(0.0005, 0.0015))
+            await asyncio.sleep(0.02 if rng.random() < stall_odds else rng.uniform(0.0005, 0.0015))
             limiter.mark_sent()
             sent.append(loop.time())
 
