@@ -9,6 +9,9 @@ The tuning pays back what composing and rate limiting cost (see docs/benchmarks.
   at C speed: a ``before-call`` handler encodes the body once. Same bytes on the wire.
 - botocore rebuilds the User-Agent string for every request; it does not change between
   sends of one client, so it is built once and reused.
+- botocore's SigV4 signer repeats work that gives the same answer for every request (the
+  headers to sign, the Host value, the request prepared just to hash its body, the signing
+  key): :mod:`asyncmailer.transports._ses_signing` does it once; same signature.
 - ``parameter_validation=False``: the transport builds the parameters itself and checks the
   user's ``ses`` option names against the operation's model.
 - botocore's JSON data files are read in a worker thread before the client is created, so
@@ -24,6 +27,8 @@ import logging
 import re
 from typing import Any
 from urllib.parse import quote_plus
+
+from asyncmailer.transports._ses_signing import use_fast_signer
 
 __all__ = ["encode_query", "preload_data", "tune_client", "warm_up"]
 
@@ -81,6 +86,7 @@ def tune_client(client: Any) -> None:
     events = client.meta.events
     if model.protocol == "query":
         events.register(f"before-call.{service_id}.SendRawEmail", _encode_body_once)
+    use_fast_signer(client)
     creator = getattr(client, "_user_agent_creator", None)
     handler = getattr(creator, "rebuild_and_replace_user_agent_handler", None)
     if creator is None or handler is None:  # pragma: no cover - other botocore versions
