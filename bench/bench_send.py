@@ -569,7 +569,8 @@ asyncmailer runs with `sending_rate=10000` and Nodemailer 6 with `sendingRate: 1
 off: its connection pool has botocore's default 10 connections, which caps it at N=50 with
 latency. "tune_client off" switches off `tune_client`, what `SESTransport` does to each
 request of the client it creates (`asyncmailer/transports/_ses_client.py`: the v1 body
-encoded once, the User-Agent built once; see below).
+encoded once, the User-Agent built once, the SigV4 signer's repeated work done once; see
+below).
 
 {table}
 
@@ -594,6 +595,13 @@ The tweaks (`asyncmailer/transports/_ses_client.py`; each measured alone by `ben
   the wire.
 - **ua**: botocore rebuilds the User-Agent string twice per request; it never changes for
   one client, so it is built on the first request and reused.
+- **sigv4**: botocore's `SigV4Auth` collects the headers to sign into an `email.message`
+  object twice per request, derives the Host value from the URL twice, prepares the whole
+  request once more just to hash its body, and derives the signing key (four HMACs) every
+  time. `FastSigV4Auth` (`asyncmailer/transports/_ses_signing.py`) keeps botocore's
+  algorithm and does each of these once (the key once per day, region and service); the
+  signature is botocore's, byte for byte (`tests/test_ses_signing.py` signs the same
+  requests with both).
 - **novalidate**: `AioConfig(parameter_validation=False)`; the transport builds the
   parameters itself. botocore's schema walk over these few parameters costs only a few
   µs per send, within the noise of this table. (`SESTransport` keeps it off in both of
