@@ -18,6 +18,8 @@ from asyncmailer.transports._ses_signing import FastSigV4Auth
 
 SENDER = "shop@example.com"
 _WHEN = datetime.datetime(2026, 11, 28, 12, 30, 45)
+_SECRET_1 = "first-secret-wJalrXUtnFEMI/K7MDENG"
+_SECRET_2 = "second-secret-bPxRfiCYEXAMPLEKEY"
 
 
 def _request(
@@ -111,11 +113,11 @@ def test_signing_key_follows_date_secret_and_region(monkeypatch: pytest.MonkeyPa
     # The signing key is cached: a new day, secret or region must not reuse a stale one.
     _ses_signing._KEYS.clear()
     variants = [
-        ("s1", "eu-west-1", _WHEN),
-        ("s1", "eu-west-1", _WHEN + datetime.timedelta(days=1)),
-        ("s2", "eu-west-1", _WHEN + datetime.timedelta(days=1)),
-        ("s2", "us-east-1", _WHEN + datetime.timedelta(days=1)),
-        ("s1", "eu-west-1", _WHEN),
+        (_SECRET_1, "eu-west-1", _WHEN),
+        (_SECRET_1, "eu-west-1", _WHEN + datetime.timedelta(days=1)),
+        (_SECRET_2, "eu-west-1", _WHEN + datetime.timedelta(days=1)),
+        (_SECRET_2, "us-east-1", _WHEN + datetime.timedelta(days=1)),
+        (_SECRET_1, "eu-west-1", _WHEN),
     ]
     seen = set()
     for secret, region, when in variants:
@@ -126,6 +128,9 @@ def test_signing_key_follows_date_secret_and_region(monkeypatch: pytest.MonkeyPa
         assert ours.headers["Authorization"] == theirs.headers["Authorization"]
         seen.add(ours.headers["Authorization"])
     assert len(seen) == 4  # the first and last variants are the same request
+    # The cache holds derived keys, never the secrets themselves.
+    cached = repr(_ses_signing._KEYS)
+    assert _SECRET_1 not in cached and _SECRET_2 not in cached
 
 
 def test_unsigned_payload_over_https_goes_to_botocore(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,8 +32,9 @@ from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth, _host_from_url
 __all__ = ["FastSigV4Auth", "use_fast_signer"]
 
 _UNSIGNED = frozenset(SIGNED_HEADERS_BLACKLIST)
-# (secret, date, region, service) -> signing key; a client has one or two live entries.
-_KEYS: dict[tuple[str, str, str, str], bytes] = {}
+# (sha256 of the secret, date, region, service) -> signing key; a client has one or two
+# live entries.
+_KEYS: dict[tuple[bytes, str, str, str], bytes] = {}
 _MAX_KEYS = 16
 
 
@@ -108,7 +109,13 @@ class FastSigV4Auth(SigV4Auth):  # type: ignore[misc]  # botocore ships no types
     def signature(self, string_to_sign: str, request: Any) -> str:
         """Sign with the day's signing key, derived once per date, region and service."""
         secret = self.credentials.secret_key
-        key = (secret, request.context["timestamp"][0:8], self._region_name, self._service_name)
+        # Keyed by a digest, so the cache never holds the secret itself.
+        key = (
+            sha256(secret.encode()).digest(),
+            request.context["timestamp"][0:8],
+            self._region_name,
+            self._service_name,
+        )
         k_signing = _KEYS.get(key)
         if k_signing is None:
             k_date = self._sign(f"AWS4{secret}".encode(), key[1])
