@@ -21,7 +21,14 @@ try:
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
-    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    examples = os.environ.get("HYPOTHESIS_MAX_EXAMPLES")
+    if examples:  # a campaign slice that finishes: the profile with another example count
+        settings.register_profile(
+            "env", parent=settings.get_profile(profile), max_examples=int(examples)
+        )
+        profile = "env"
+    settings.load_profile(profile)
 except ImportError:  # pragma: no cover
     pass
 
