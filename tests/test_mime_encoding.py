@@ -101,3 +101,39 @@ def test_fold() -> None:
     assert all(len(x) <= 78 for x in lines)
     assert all(x.startswith(b" ") for x in lines[1:-1])
     assert b"".join(lines).replace(b"Subject: ", b"", 1) == ("word " * 40 + "end").encode()
+
+
+# -- has_long_line: linear-time stand-in for re.search(rb"[^\r\n]{limit+1}", data) ------------
+
+_LINE_PIECES = [b"a", b"bb", b"x" * 7, b"\r", b"\n", b"\r\n", b"\n\n"]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 64, 1 << 20])
+@pytest.mark.parametrize("limit", [0, 1, 4, 7, 9])
+def test_has_long_line_agrees_with_the_regex(limit: int, chunk: int) -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from asyncmailer.mime._encoding import has_long_line
+
+    pattern = re.compile(rb"[^\r\n]{%d}" % (limit + 1))
+
+    @given(st.lists(st.sampled_from(_LINE_PIECES), max_size=30).map(b"".join))
+    def check(data: bytes) -> None:
+        expected = pattern.search(data) is not None
+        assert has_long_line(data, limit, chunk=chunk) is expected, (data, limit, chunk)
+
+    check()
+
+
+def test_has_long_line_at_the_smtp_limit() -> None:
+    from asyncmailer.mime._encoding import has_long_line
+
+    ok = b"a" * 998
+    assert not has_long_line(ok, 998)
+    assert not has_long_line(b"\r\n".join([ok] * 5000), 998)
+    assert has_long_line(b"\r\n".join([ok] * 4000 + [ok + b"b"] + [ok] * 10), 998)
+    # A long line across the chunk boundary, and at the very end.
+    assert has_long_line(b"x" * 10 + b"\r\n" + b"y" * 999, 998, chunk=500)
+    assert has_long_line(b"y" * 999 + b"\r\n", 998, chunk=7)
+    assert not has_long_line(b"", 998)

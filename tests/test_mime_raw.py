@@ -116,3 +116,22 @@ async def test_email_message_input() -> None:
     composed = compose_sync(legacy)
     assert composed.message_id == "<legacy@x.com>"
     assert composed.envelope.to == ("b@y.com",)
+
+
+def test_to_crlf_matches_the_reference_normalisation() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from asyncmailer.mime._raw import to_crlf
+
+    def reference(data: bytes) -> bytes:
+        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+    @given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"\n\r"]), max_size=20))
+    def check(pieces: list[bytes]) -> None:
+        data = b"".join(pieces)
+        assert to_crlf(data) == reference(data)
+
+    check()
+    canonical = b"From: a@example.com\r\n\r\nbody\r\n"
+    assert to_crlf(canonical) is canonical  # already CRLF: returned without a copy

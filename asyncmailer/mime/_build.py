@@ -23,6 +23,7 @@ from asyncmailer.message import Attachment, Envelope, IcalEvent, ListHeaders, Me
 from asyncmailer.mime._encoding import (
     base64_body,
     choose_text_encoding,
+    has_long_line,
     quoted_printable_body,
     rfc2231_segments,
 )
@@ -50,7 +51,6 @@ _PARAM = re.compile(
     r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*("(?:[^"\\\r\n\x00]|\\[^\r\n\x00])*"|[!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*'
 )
 _CID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
-_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
 _DATA_IMG = re.compile(r"(<img\b[^<>]{0,1024}?\ssrc\s*=\s*[\"']?)(data:[^\"'\s<>]+)", re.IGNORECASE)
 _RAW_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:|[ \t]")
 _PRIORITY = {
@@ -268,7 +268,7 @@ def _encode_text(data: bytes, cte: str | None, field: str) -> tuple[bytes, str]:
         raise MessageError(
             f"{field}: content cannot be sent as {cte} (NUL or non-ASCII)", field=field
         )
-    if _LONG_LINE.search(crlf):
+    if has_long_line(crlf, MAX_LINE):
         raise MessageError(f"{field}: a line is longer than {MAX_LINE} octets", field=field)
     return crlf, cte
 
@@ -304,7 +304,7 @@ def _raw_part(raw: bytes | str, field: str) -> bytes:
             or b"\x00" in line
         ):
             raise HeaderError(f"{field}: invalid header line {line[:80]!r}", field=field)
-    if _LONG_LINE.search(data):
+    if has_long_line(data, MAX_LINE):
         raise MessageError(f"{field}: a line is longer than {MAX_LINE} octets", field=field)
     return data
 

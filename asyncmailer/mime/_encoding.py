@@ -17,6 +17,7 @@ __all__ = [
     "base64_body",
     "choose_text_encoding",
     "encoded_words",
+    "has_long_line",
     "is_7bit_text",
     "quoted_printable_body",
     "rfc2231_segments",
@@ -31,7 +32,8 @@ TEXT_7BIT_MAX_LINE = 76
 # base64 in pieces of whole lines so that a worker thread encoding megabytes lets the
 # event loop's thread take the GIL between pieces (binascii holds it for a whole call).
 _B64_PIECE = 57 * 16384  # 57 input octets → one 76-column line
-_LONG_LINE = re.compile(rb"[^\n]{%d}" % (TEXT_7BIT_MAX_LINE + 1))
+# has_long_line() splits this much of the input at a time (bounds the list of lines).
+_LINE_CHUNK = 1 << 20
 _ASCII_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n"
 _NON_ASCII_DELETE = bytes(range(0x80))
 
@@ -79,13 +81,38 @@ def quoted_printable_body(data: bytes) -> bytes:
     return b"".join(out).replace(b"\n", b"\r\n")
 
 
+def has_long_line(data: bytes, limit: int, *, chunk: int = _LINE_CHUNK) -> bool:
+    """True when a line of ``data`` (ended by CR, LF or the end) is longer than ``limit`` octets.
+
+    Linear time, at C speed: the input is split at its line ends, ``chunk`` octets at a
+    time. (A regular expression such as ``[^\\r\\n]{999}`` retries at every offset of every
+    line: ~500 µs for a 5 KB message, seconds for megabytes.)
+    """
+    if len(data) <= limit:
+        return False
+    carry = 0  # length of the line that runs on from the previous chunk
+    for start in range(0, len(data), chunk):
+        lines = data[start : start + chunk].replace(b"\r", b"\n").split(b"\n")
+        if len(lines) == 1:
+            carry += len(lines[0])
+            if carry > limit:
+                return True
+            continue
+        if carry + len(lines[0]) > limit:
+            return True
+        if len(lines) > 2 and max(map(len, lines[1:-1])) > limit:
+            return True
+        carry = len(lines[-1])
+    return carry > limit
+
+
 def is_7bit_text(data: bytes) -> bool:
     """True when LF-normalised ``data`` may be sent as ``7bit``: ASCII, no NUL/CR, short lines."""
     return (
         data.isascii()
         and b"\x00" not in data
         and b"\r" not in data
-        and _LONG_LINE.search(data) is None
+        and not has_long_line(data, TEXT_7BIT_MAX_LINE)
     )
 
 
