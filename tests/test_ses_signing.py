@@ -13,8 +13,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from asyncmailer import SESTransport
 from asyncmailer.testing import SESEndpoint
-from asyncmailer.transports import _ses_signing
-from asyncmailer.transports._ses_signing import FastSigV4Auth
+from asyncmailer.transports._ses_signing import FastSigV4Auth, SigningKeys
 
 SENDER = "shop@example.com"
 _WHEN = datetime.datetime(2026, 11, 28, 12, 30, 45)
@@ -52,12 +51,15 @@ def _sign_both(
     region: str = "eu-west-1",
     service: str = "ses",
     when: datetime.datetime = _WHEN,
+    keys: SigningKeys | None = None,
 ) -> tuple[AWSRequest, AWSRequest]:
     credentials = credentials or Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCY")
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when)
     theirs, ours = _copy(request), _copy(request)
     SigV4Auth(credentials, service, region).add_auth(theirs)
-    FastSigV4Auth(credentials, service, region).add_auth(ours)
+    fast = FastSigV4Auth(credentials, service, region)
+    fast.signing_keys = keys if keys is not None else SigningKeys()
+    fast.add_auth(ours)
     return theirs, ours
 
 
@@ -87,6 +89,7 @@ CASES = {
     "http with port": _request(url="http://127.0.0.1:8123/v2/email/outbound-emails"),
     "https default port": _request(url="https://email.eu-west-1.amazonaws.com:443/"),
     "ipv6 host": _request(url="http://[::1]:9000/"),
+    "ipv6 host, tab in path": _request(url="http://[::1]:9000/a\tb"),
     "userinfo": _request(url="http://user:pw@Example.ORG:81/x"),
     "dot segments": _request(url="https://h.example/a/./b/../c"),
     "content sha header": _request(headers=[("X-Amz-Content-SHA256", "UNSIGNED-PAYLOAD")]),
@@ -109,28 +112,64 @@ def test_session_token_is_signed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "x-amz-security-token" in ours.headers["Authorization"]
 
 
-def test_signing_key_follows_date_secret_and_region(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The signing key is cached: a new day, secret or region must not reuse a stale one.
-    _ses_signing._KEYS.clear()
+def test_signing_key_follows_date_secret_region_and_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Signing keys are cached: a new day, secret, region or service must not reuse a stale one.
+    keys = SigningKeys()
     variants = [
-        (_SECRET_1, "eu-west-1", _WHEN),
-        (_SECRET_1, "eu-west-1", _WHEN + datetime.timedelta(days=1)),
-        (_SECRET_2, "eu-west-1", _WHEN + datetime.timedelta(days=1)),
-        (_SECRET_2, "us-east-1", _WHEN + datetime.timedelta(days=1)),
-        (_SECRET_1, "eu-west-1", _WHEN),
+        (_SECRET_1, "eu-west-1", "ses", _WHEN),
+        (_SECRET_1, "eu-west-1", "ses", _WHEN + datetime.timedelta(days=1)),
+        (_SECRET_2, "eu-west-1", "ses", _WHEN + datetime.timedelta(days=1)),
+        (_SECRET_2, "us-east-1", "ses", _WHEN + datetime.timedelta(days=1)),
+        (_SECRET_2, "us-east-1", "email", _WHEN + datetime.timedelta(days=1)),
+        (_SECRET_1, "eu-west-1", "ses", _WHEN),
     ]
     seen = set()
-    for secret, region, when in variants:
+    for secret, region, service, when in variants:
         credentials = ReadOnlyCredentials("AKID", secret, None)
         theirs, ours = _sign_both(
-            _request(), monkeypatch, credentials=credentials, region=region, when=when
+            _request(),
+            monkeypatch,
+            credentials=credentials,
+            region=region,
+            service=service,
+            when=when,
+            keys=keys,
         )
         assert ours.headers["Authorization"] == theirs.headers["Authorization"]
         seen.add(ours.headers["Authorization"])
-    assert len(seen) == 4  # the first and last variants are the same request
-    # The cache holds derived keys, never the secrets themselves.
-    cached = repr(_ses_signing._KEYS)
-    assert _SECRET_1 not in cached and _SECRET_2 not in cached
+    assert len(seen) == 5  # the first and last variants are the same request
+    assert len(keys) == 5
+    # The cache shows neither the secrets nor the derived keys.
+    assert _SECRET_1 not in repr(keys) and _SECRET_2 not in repr(keys)
+    assert repr(keys) == "<SigningKeys: 5 cached>"
+
+
+def test_streaming_checksum_payload_goes_to_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = _request()
+    request.context["checksum"] = {"request_algorithm": {"in": "trailer", "algorithm": "crc32"}}
+    theirs, ours = _sign_both(request, monkeypatch)
+    assert "STREAMING-UNSIGNED-PAYLOAD-TRAILER" in _canonical(ours, monkeypatch)
+    assert ours.headers["Authorization"] == theirs.headers["Authorization"]
+
+
+def _canonical(request: AWSRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    copy = _copy(request)
+    del copy.headers["Authorization"]
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCY")
+    return str(FastSigV4Auth(credentials, "ses", "eu-west-1").canonical_request(copy))
+
+
+def test_a_url_without_a_host_fails_as_in_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials = Credentials("AKID", "secret")
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: _WHEN)
+    failures = []
+    for signer in (SigV4Auth, FastSigV4Auth):
+        with pytest.raises(AttributeError) as caught:  # botocore: hostname is None
+            signer(credentials, "ses", "eu-west-1").add_auth(_request(url="http:///x"))
+        failures.append(type(caught.value))
+    assert failures[0] is failures[1]
 
 
 def test_unsigned_payload_over_https_goes_to_botocore(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 __all__ = ["App", "HTTPServer", "Request", "Response"]
 
@@ -261,8 +262,8 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, but not always an asyncio.Transport subclass (uvloop's is not).
+        self._transport = cast(asyncio.Transport, transport)
         self._server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -11,7 +11,9 @@ the same answer every time, or that it does twice:
 - it prepares the whole request (headers copied, body encoded) just to hash the body,
   before the endpoint prepares it again for the wire;
 - it derives the signing key (four HMACs) for every request, although the key only
-  changes with the date, the region, the service and the secret.
+  changes with the date, the region, the service and the secret. :func:`use_fast_signer`
+  gives each client its own :class:`SigningKeys` (keyed by a digest of the secret; gone
+  with the client; its repr shows no key).
 
 :class:`FastSigV4Auth` keeps botocore's algorithm and overrides only those steps; the
 signature is byte for byte botocore's (``tests/test_ses_signing.py`` compares them over
@@ -29,30 +31,49 @@ from typing import Any
 
 from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth, _host_from_url
 
-__all__ = ["FastSigV4Auth", "use_fast_signer"]
+__all__ = ["FastSigV4Auth", "SigningKeys", "use_fast_signer"]
 
 _UNSIGNED = frozenset(SIGNED_HEADERS_BLACKLIST)
-# (sha256 of the secret, date, region, service) -> signing key; a client has one or two
-# live entries.
-_KEYS: dict[tuple[bytes, str, str, str], bytes] = {}
-_MAX_KEYS = 16
+# The Host value of each endpoint URL (a client sends every request to the same one or two).
+_host = lru_cache(maxsize=16)(_host_from_url)
 
 
-@lru_cache(maxsize=64)
-def _host(url_prefix: str) -> str:
-    return str(_host_from_url(url_prefix))
+class SigningKeys:
+    """One client's SigV4 signing keys, by (digest of the secret, date, region, service).
 
+    Lives as long as the client's signer; its repr shows no key. At most ``size`` entries
+    (a client has one or two live ones: today's, and yesterday's around midnight).
+    """
 
-def _host_for(url: str) -> str:
-    # The Host value depends only on scheme://authority; cache on that part.
-    cut = url.find("/", url.find("//") + 2) if "//" in url else -1
-    return _host(url if cut < 0 else url[:cut])
+    __slots__ = ("_keys", "_size")
+
+    def __init__(self, size: int = 8) -> None:
+        self._keys: dict[tuple[bytes, str, str, str], bytes] = {}
+        self._size = size
+
+    def __repr__(self) -> str:
+        return f"<SigningKeys: {len(self._keys)} cached>"
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get(self, key: tuple[bytes, str, str, str]) -> bytes | None:
+        """The signing key for ``key``, or None."""
+        return self._keys.get(key)
+
+    def put(self, key: tuple[bytes, str, str, str], value: bytes) -> None:
+        """Remember a signing key (forgetting all others when full)."""
+        if len(self._keys) >= self._size:
+            self._keys.clear()
+        self._keys[key] = value
 
 
 class FastSigV4Auth(SigV4Auth):  # type: ignore[misc]  # botocore ships no types
     """botocore's SigV4 with the repeated work done once (see the module docstring)."""
 
     _signed_names: str | None = None
+    #: Where signing keys are kept between requests (None: derived for every request).
+    signing_keys: SigningKeys | None = None
 
     def _headers_to_sign(self, request: Any) -> dict[str, list[str]]:
         headers: dict[str, list[str]] = {}
@@ -65,7 +86,7 @@ class FastSigV4Auth(SigV4Auth):  # type: ignore[misc]  # botocore ships no types
                 else:
                     values.append(value)
         if "host" not in headers:
-            headers["host"] = [_host_for(request.url)]
+            headers["host"] = [_host(request.url)]
         return headers
 
     def canonical_request(self, request: Any) -> str:
@@ -108,23 +129,19 @@ class FastSigV4Auth(SigV4Auth):  # type: ignore[misc]  # botocore ships no types
 
     def signature(self, string_to_sign: str, request: Any) -> str:
         """Sign with the day's signing key, derived once per date, region and service."""
-        secret = self.credentials.secret_key
+        secret = f"{self.credentials.secret_key}"  # as botocore formats it
+        date = request.context["timestamp"][0:8]
+        cache = self.signing_keys
         # Keyed by a digest, so the cache never holds the secret itself.
-        key = (
-            sha256(secret.encode()).digest(),
-            request.context["timestamp"][0:8],
-            self._region_name,
-            self._service_name,
-        )
-        k_signing = _KEYS.get(key)
+        key = (sha256(secret.encode()).digest(), date, self._region_name, self._service_name)
+        k_signing = cache.get(key) if cache is not None else None
         if k_signing is None:
-            k_date = self._sign(f"AWS4{secret}".encode(), key[1])
+            k_date = self._sign(f"AWS4{secret}".encode(), date)
             k_region = self._sign(k_date, self._region_name)
             k_service = self._sign(k_region, self._service_name)
             k_signing = self._sign(k_service, "aws4_request")
-            if len(_KEYS) >= _MAX_KEYS:
-                _KEYS.clear()
-            _KEYS[key] = k_signing
+            if cache is not None:
+                cache.put(key, k_signing)
         return hmac.new(k_signing, string_to_sign.encode("utf-8"), sha256).hexdigest()
 
     def _inject_signature_to_request(self, request: Any, signature: str) -> Any:
@@ -148,10 +165,13 @@ def use_fast_signer(client: Any) -> bool:
     if original is None:
         return False
 
+    keys = SigningKeys()
+
     async def get_auth_instance(*args: Any, **kwargs: Any) -> Any:
         auth = await original(*args, **kwargs)
         if type(auth) is SigV4Auth:
             auth.__class__ = FastSigV4Auth
+            auth.signing_keys = keys
         return auth
 
     signer.get_auth_instance = get_auth_instance
