@@ -28,6 +28,7 @@ import hmac
 from functools import lru_cache
 from hashlib import sha256
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth, _host_from_url
 
@@ -91,8 +92,6 @@ class FastSigV4Auth(SigV4Auth):  # type: ignore[misc]  # botocore ships no types
 
     def canonical_request(self, request: Any) -> str:
         """The canonical request, as botocore builds it; keeps the signed header names."""
-        from urllib.parse import urlsplit
-
         headers = self._headers_to_sign(request)
         names = sorted(headers)
         canonical_headers = "\n".join(
