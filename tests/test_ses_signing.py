@@ -164,12 +164,9 @@ def _canonical(request: AWSRequest, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_a_url_without_a_host_fails_as_in_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
     credentials = Credentials("AKID", "secret")
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: _WHEN)
-    failures = []
     for signer in (SigV4Auth, FastSigV4Auth):
-        with pytest.raises(AttributeError) as caught:  # botocore: hostname is None
+        with pytest.raises(AttributeError):  # botocore: the URL's hostname is None
             signer(credentials, "ses", "eu-west-1").add_auth(_request(url="http:///x"))
-        failures.append(type(caught.value))
-    assert failures[0] is failures[1]
 
 
 def test_unsigned_payload_over_https_goes_to_botocore(monkeypatch: pytest.MonkeyPatch) -> None:

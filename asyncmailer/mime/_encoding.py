@@ -92,7 +92,10 @@ def has_long_line(data: bytes, limit: int, *, chunk: int = _LINE_CHUNK) -> bool:
         return False
     carry = 0  # length of the line that runs on from the previous chunk
     for start in range(0, len(data), chunk):
-        lines = data[start : start + chunk].replace(b"\r", b"\n").split(b"\n")
+        piece = data if len(data) <= chunk else data[start : start + chunk]
+        if b"\r" in piece:  # LF-only text (the 7bit check) skips this copy
+            piece = piece.replace(b"\r", b"\n")
+        lines = piece.split(b"\n")
         if len(lines) == 1:
             carry += len(lines[0])
             if carry > limit:

@@ -33,10 +33,10 @@ _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 
 def to_crlf(data: bytes) -> bytes:
     """Normalise CRLF, lone CR and lone LF line endings to CRLF."""
-    crlf = data.count(b"\r\n")
-    if crlf == data.count(b"\n") and crlf == data.count(b"\r"):
+    cr = data.count(b"\r")
+    if cr == data.count(b"\n") == data.count(b"\r\n"):
         return data  # already CRLF throughout: no copies (three passes over 27 MB hold the GIL)
-    if b"\r" in data:
+    if cr:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return data.replace(b"\n", b"\r\n")
 
