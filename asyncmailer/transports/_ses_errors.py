@@ -121,14 +121,17 @@ def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailErr
 
 
 def _never_connected(exc: BaseException) -> bool:
-    """True when aiohttp failed to open the connection, so nothing was sent."""
+    """True when the HTTP layer failed to open the connection, so nothing was sent."""
     cause = getattr(exc, "kwargs", {}).get("error")
     try:
         import aiohttp
+
+        from asyncmailer.transports._ses_http import ConnectFailedError
     except ImportError:  # pragma: no cover
         return False
-    # ClientConnectorError: the TCP/TLS connection never opened. gaierror: DNS failed.
-    return isinstance(cause, aiohttp.ClientConnectorError | socket.gaierror)
+    # ClientConnectorError (aiohttp) / ConnectFailedError (LeanHTTPSession): the TCP/TLS
+    # connection never opened. gaierror: DNS failed.
+    return isinstance(cause, aiohttp.ClientConnectorError | ConnectFailedError | socket.gaierror)
 
 
 def _map_client_error(exc: Any, *, action: str, configuration_set: str | None = None) -> MailError:

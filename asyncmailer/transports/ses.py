@@ -97,6 +97,12 @@ class SESTransport(Transport):
     - The rate limiter hears when each signed request leaves (an observing handler on
       aiobotocore's ``before-send`` event for the send operation; removed again on close
       from a client you passed in), so its windows match what SES counts.
+    - ``lean_http`` (default on): the client the transport creates sends its requests on
+      asyncmailer's HTTP/1.1 connection pool (:class:`LeanHTTPSession`, a subclass of
+      aiobotocore's aiohttp session) instead of aiohttp: the same requests for less than
+      half the CPU. Proxies, client certificates and custom connector arguments still go
+      through aiohttp. ``False`` keeps aiobotocore's session. A client you pass in is
+      never changed.
     - ``cooperative`` (and the other common options): see :class:`Transport`.
     """
 
@@ -128,6 +134,7 @@ class SESTransport(Transport):
         track_daily_quota: bool | None = None,
         daily_quota: DailyQuotaPolicy = "fail",
         warm_up: bool = True,
+        lean_http: bool = True,
     ) -> None:
         auto = sending_rate == "auto"
         super().__init__(
@@ -155,6 +162,9 @@ class SESTransport(Transport):
         #: Make one cheap request when opening, so the first send does not pay for the
         #: HTTP session (only for the client the transport creates).
         self.warm_up = warm_up
+        #: Send the created client's requests on asyncmailer's lean HTTP/1.1 pool
+        #: (:mod:`asyncmailer.transports._ses_http`) instead of aiohttp.
+        self.lean_http = lean_http
         self._client_given = client
         self._client: Any = client
         self._api_asked: Api = api
@@ -269,6 +279,8 @@ class SESTransport(Transport):
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
+        from asyncmailer.transports._ses_http import LeanHTTPSession
+
         session = self._session or get_session()
         service = "sesv2" if self._api_asked == "v2" else "ses"
         # Parse botocore's data files in a thread, not on the event loop.
@@ -282,6 +294,7 @@ class SESTransport(Transport):
             read_timeout=self.read_timeout,
             # We build the parameters; `ses` option names are checked against the model.
             parameter_validation=False,
+            **({"http_session_cls": LeanHTTPSession} if self.lean_http else {}),
         )
         key_id, secret, token = self.__credentials
         region = self.region_name or os.environ.get("AWS_REGION") or None
