@@ -11,8 +11,9 @@ while asyncmailer composes, signs, sends and parses. Two measures per wake-up:
 
 The endpoint (``python -m asyncmailer.testing``) runs in its own process, at 50 ms latency
 (like SES) and at 0 ms (the client as busy as it can be). Sends go through
-``send_many(..., concurrency=N)`` with ``max_connections=N``; "tune_client off" switches off
-what SESTransport does to its client (``bench/ses_tuning.py``); the ``gather`` row starts
+``send_many(..., concurrency=N)`` with ``max_connections=N``; "tune_client and lean_http
+off" switches off what SESTransport does to its client (``bench/ses_tuning.py``, and
+aiobotocore's aiohttp session instead of the lean HTTP pool); the ``gather`` row starts
 all sends at once instead. A last table measures opening the transport, with and without
 reading botocore's data files in a worker thread first.
 
@@ -57,7 +58,7 @@ class Config:
     def label(self) -> str:
         """How the row is shown."""
         transport = (
-            f"{self.api}{'' if self.tuned else ', tune_client off'}"
+            f"{self.api}{'' if self.tuned else ', tune_client and lean_http off'}"
             f"{'' if self.cooperative else ', cooperative off'}"
         )
         how = (
@@ -84,6 +85,7 @@ async def _run(url: str, config: Config, count: int) -> dict[str, Any]:
         max_connections=config.concurrency,
         sending_rate=config.rate,
         cooperative=config.cooperative,
+        lean_http=config.tuned,
         **CREDENTIALS,
     )
     with contextlib.nullcontext() if config.tuned else untuned():

@@ -7,8 +7,11 @@ at 0 ms and 50 ms of injected latency, with 1, 10 and 50 requests in flight. Con
 - ``asyncmailer-v1`` / ``asyncmailer-v2``: ``SESTransport(max_connections=N)``, composing
   every message (``send_mail(message)``), ``sending_rate=10000`` (a limit far above what is
   reached, so the limiter's cost is counted);
-- ``asyncmailer-v1-untuned``: the same with the transport's client tuning switched off
-  (``bench/ses_tuning.py``), to show what the tuning buys;
+- ``asyncmailer-v2-aiohttp``: ``SESTransport(api="v2", lean_http=False)``: the client's
+  requests go through aiobotocore's aiohttp session instead of asyncmailer's lean HTTP/1.1
+  pool, to show what the pool buys;
+- ``asyncmailer-v1-untuned``: v1 with the client as aiobotocore makes it (``tune_client``
+  off, ``bench/ses_tuning.py``, and ``lean_http=False``), to show what all the tuning buys;
 - ``aiobotocore-v1`` / ``aiobotocore-v2``: prebuilt bytes, a default client (only retries
   off: ``total_max_attempts=1``), N worker tasks;
 - ``boto3-threads``: prebuilt bytes, ``ThreadPoolExecutor(N)``, ``max_pool_connections=N``;
@@ -60,17 +63,26 @@ class Contender:
     kind: str  # "asyncio", "boto3" or "node"
     api: str = "v1"
     tuned: bool = True
+    lean: bool = True
 
 
 CONTENDERS = [
     Contender("asyncmailer-v1", "asyncmailer SESTransport v1 (composes)", "asyncio", "v1"),
     Contender("asyncmailer-v2", "asyncmailer SESTransport v2 (composes)", "asyncio", "v2"),
     Contender(
+        "asyncmailer-v2-aiohttp",
+        "asyncmailer v2, lean_http off (composes)",
+        "asyncio",
+        "v2",
+        lean=False,
+    ),
+    Contender(
         "asyncmailer-v1-untuned",
-        "asyncmailer v1, tune_client off (composes)",
+        "asyncmailer v1, tune_client and lean_http off (composes)",
         "asyncio",
         "v1",
         tuned=False,
+        lean=False,
     ),
     Contender("aiobotocore-v1", "aiobotocore v1, default client (prebuilt)", "asyncio", "v1"),
     Contender("aiobotocore-v2", "aiobotocore v2, default client (prebuilt)", "asyncio", "v2"),
@@ -113,7 +125,13 @@ async def _drive(
 
 
 async def _asyncmailer(
-    url: str, api: str, tuned: bool, concurrency: int, duration: float, warmup: float
+    url: str,
+    api: str,
+    tuned: bool,
+    lean: bool,
+    concurrency: int,
+    duration: float,
+    warmup: float,
 ) -> dict[str, Any]:
     import contextlib
 
@@ -130,6 +148,7 @@ async def _asyncmailer(
             api=api,  # type: ignore[arg-type]
             max_connections=concurrency,
             sending_rate=UNBINDING_RATE,
+            lean_http=lean,
             **CREDENTIALS,
         )
         await transport.__aenter__()
@@ -179,7 +198,13 @@ def worker_main(args: argparse.Namespace) -> None:
     contender = BY_KEY[args.worker]
     if contender.key.startswith("asyncmailer"):
         coro = _asyncmailer(
-            args.url, contender.api, contender.tuned, args.concurrency, args.duration, args.warmup
+            args.url,
+            contender.api,
+            contender.tuned,
+            contender.lean,
+            args.concurrency,
+            args.duration,
+            args.warmup,
         )
     else:
         coro = _aiobotocore(args.url, contender.api, args.concurrency, args.duration, args.warmup)
@@ -332,7 +357,12 @@ def summarize(
 
     keys = {c.key for c in contenders}
     comparisons: list[tuple[str, str, str, str]] = []  # (label, ours, theirs, metric)
-    for ours in ("asyncmailer-v1", "asyncmailer-v2", "asyncmailer-v1-untuned"):
+    for ours in (
+        "asyncmailer-v1",
+        "asyncmailer-v2",
+        "asyncmailer-v2-aiohttp",
+        "asyncmailer-v1-untuned",
+    ):
         if ours not in keys:
             continue
         api = BY_KEY[ours].api
@@ -343,6 +373,8 @@ def summarize(
         ]
         if ours == "asyncmailer-v1":
             pairs.append(("asyncmailer-v1-untuned", "cpu"))
+        if ours == "asyncmailer-v2":
+            pairs.append(("asyncmailer-v2-aiohttp", "cpu"))
         for theirs, metric in pairs:
             if theirs in keys:
                 comparisons.append((f"{ours} vs {theirs}", ours, theirs, metric))
@@ -399,7 +431,12 @@ def _targets(
     settings = [
         (lat, n) for lat in args.latency for n in args.concurrency if lat == 0 or n >= 50
     ] or [(lat, n) for lat in args.latency for n in args.concurrency]
-    candidates = ("asyncmailer-v1", "asyncmailer-v2", "asyncmailer-v1-untuned")
+    candidates = (
+        "asyncmailer-v1",
+        "asyncmailer-v2",
+        "asyncmailer-v2-aiohttp",
+        "asyncmailer-v1-untuned",
+    )
     ours = [k for k in candidates if k in keys]
     if not ours:
         return ""
@@ -575,10 +612,13 @@ asyncmailer runs with `sending_rate=10000` and Nodemailer 6 with `sendingRate: 1
 (limits above anything reached, so the limiters' cost is counted but they never wait).
 "aiobotocore, default client" is `create_client("ses"/"sesv2")` with only retries turned
 off: its connection pool has botocore's default 10 connections, which caps it at N=50 with
-latency. "tune_client off" switches off `tune_client`, what `SESTransport` does to each
-request of the client it creates (`asyncmailer/transports/_ses_client.py`: the v1 body
-encoded once, the User-Agent built once, the SigV4 signer's repeated work done once; see
-below).
+latency. `SESTransport` tunes the client it creates in two ways. `tune_client`
+(`asyncmailer/transports/_ses_client.py`: the v1 body encoded once, the User-Agent built
+once, the SigV4 signer's repeated work done once; see below) works on each request inside
+botocore. `lean_http` (`asyncmailer/transports/_ses_http.py`, `LeanHTTPSession`) sends the
+requests on asyncmailer's own HTTP/1.1 keep-alive pool instead of aiohttp: one write per
+request, the answer parsed as it arrives. "lean_http off" keeps aiobotocore's aiohttp
+session; "tune_client and lean_http off" is the client exactly as aiobotocore makes it.
 
 {table}
 

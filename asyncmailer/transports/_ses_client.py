@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -38,16 +39,24 @@ logger = logging.getLogger("asyncmailer.ses")
 _BASE64 = re.compile(r"[A-Za-z0-9+/=]*\Z")
 
 
+# Names and short values repeat from one request to the next (Action, Version, the sender).
+_quote_short = lru_cache(maxsize=512)(quote_plus)
+#: The query protocol serialises blobs as base64: this one needs no check.
+_BASE64_KEYS = frozenset({"RawMessage.Data"})
+
+
 def encode_query(body: dict[str, Any]) -> bytes:
     """``urllib.parse.urlencode(body)`` as bytes, with a fast path for long base64 values."""
     parts = []
     for key, value in body.items():
         text = value if isinstance(value, str) else str(value)
-        if len(text) > 256 and _BASE64.match(text):
+        if len(text) <= 256:
+            encoded = _quote_short(text)
+        elif key in _BASE64_KEYS or _BASE64.match(text):
             encoded = text.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
         else:
             encoded = quote_plus(text)
-        parts.append(f"{quote_plus(str(key))}={encoded}")
+        parts.append(f"{_quote_short(str(key))}={encoded}")
     return "&".join(parts).encode("ascii")
 
 

@@ -174,6 +174,8 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(answer)
 
     def eof_received(self) -> bool:
+        # The server will send no more: never hand this connection out again.
+        self.closed = True
         self._finish_on_close(None)
         return False
 
@@ -197,9 +199,10 @@ class _Connection(asyncio.Protocol):
         """Write one request and return its answer."""
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
-            raise _ClosedBeforeAnswer(None)
+            raise _NotWritten()
         loop = self._loop
         self._reset()
+        self._buffer.clear()
         self._head_request = head_request
         waiter: asyncio.Future[_Answer] = loop.create_future()
         self._waiter = waiter
@@ -269,6 +272,8 @@ class _Connection(asyncio.Protocol):
                     raise _ProtocolError("the answer's head is too long")
                 self._scan = max(0, len(buffer) - 3)
                 return None
+            if end > MAX_HEAD:
+                raise _ProtocolError("the answer's head is too long")
             head = bytes(buffer[:end])
             del buffer[: end + 4]
             self._scan = 0
@@ -290,7 +295,12 @@ class _Connection(asyncio.Protocol):
         status_line = lines[0]
         version, _, rest = status_line.partition(b" ")
         code = rest[:3]
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        if (
+            version not in (b"HTTP/1.1", b"HTTP/1.0")
+            or len(code) != 3
+            or not code.isdigit()
+            or rest[3:4] not in (b"", b" ")
+        ):
             raise _ProtocolError(f"bad status line {status_line[:100]!r}")
         status = int(code)
         headers: dict[str, str] = {}
@@ -375,6 +385,10 @@ class _Timeout(Exception):
     """No sign of progress for the read timeout."""
 
 
+class _NotWritten(Exception):
+    """The connection was found closed before anything was written on it."""
+
+
 class _ClosedBeforeAnswer(Exception):
     """The connection ended before the whole answer arrived."""
 
@@ -413,6 +427,7 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
             connector_args=connector_args,
         )
         args = dict(connector_args or {})
+        # As aiohttp reads it: 0 closes connections after each answer, None keeps them.
         keepalive = args.pop("keepalive_timeout", KEEPALIVE_TIMEOUT)
         #: False when this session leaves every request to aiohttp.
         self.lean = not proxies and client_cert is None and not args
@@ -422,7 +437,7 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
             connect_timeout = read_timeout = timeout
         self._connect_timeout: float | None = connect_timeout or None
         self._read_timeout: float | None = read_timeout or None
-        self._keepalive = float(keepalive) if keepalive else KEEPALIVE_TIMEOUT
+        self._keepalive = float("inf") if keepalive is None else float(keepalive)
         self._limit = max(1, int(max_pool_connections or 10))
         self._lean_socket_options = list(socket_options or [])
         self._lean_verify = verify
@@ -479,25 +494,38 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
         if self._lean_closed:
             raise HTTPClientError(error="the HTTP session is closed")
         url = request.url
-        conn = await self._acquire(target, url)
-        reuse = False
-        try:
-            answer = await conn.exchange(
-                head, body, self._read_timeout, request.method.upper() == "HEAD"
-            )
-            reuse = answer.keep_alive
-        except _Timeout as exc:
-            raise ReadTimeoutError(endpoint_url=url, error=exc) from None
-        except _ClosedBeforeAnswer as exc:
-            cause = exc.cause or exc
-            if isinstance(cause, ssl.SSLError):
-                raise SSLError(endpoint_url=url, error=cause) from cause
-            raise ConnectionClosedError(endpoint_url=url, request=request, error=cause) from cause
-        except _ProtocolError as exc:
-            raise ConnectionClosedError(endpoint_url=url, request=request, error=exc) from exc
-        finally:
-            self._release(conn, reuse)
-        return AioAWSResponse(url, answer.status, answer.headers, _Body(answer.body))
+        read_timeout = self._read_timeout
+        context = getattr(request, "context", None)
+        if context is not None and context.get("read_timeout") is not None:
+            read_timeout = context["read_timeout"] or None  # a per-request override
+        head_request = request.method.upper() == "HEAD"
+        # A pooled connection the server closed while it sat idle is found out before
+        # anything is written on it; the request then takes the next one (or a new one).
+        for _ in range(self._limit + 1):
+            conn = await self._acquire(target, url)
+            reuse = False
+            try:
+                answer = await conn.exchange(head, body, read_timeout, head_request)
+                reuse = answer.keep_alive
+            except _NotWritten:
+                continue
+            except _Timeout as exc:
+                raise ReadTimeoutError(endpoint_url=url, error=exc) from None
+            except _ClosedBeforeAnswer as exc:
+                cause = exc.cause or exc
+                if isinstance(cause, ssl.SSLError):
+                    raise SSLError(endpoint_url=url, error=cause) from cause
+                raise ConnectionClosedError(
+                    endpoint_url=url, request=request, error=cause
+                ) from cause
+            except _ProtocolError as exc:
+                raise ConnectionClosedError(endpoint_url=url, request=request, error=exc) from exc
+            finally:
+                self._release(conn, reuse)
+            return AioAWSResponse(url, answer.status, answer.headers, _Body(answer.body))
+        raise ConnectionClosedError(
+            endpoint_url=url, request=request, error="every pooled connection was closed"
+        )
 
     @staticmethod
     def _head(request: Any, target: _Target, body: bytes) -> bytes | None:
@@ -508,7 +536,7 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
             if isinstance(value, bytes):
                 value = value.decode("utf-8")
             text = f"{name}: {value}"
-            if any(c in text for c in "\r\n\0"):
+            if "\r" in text or "\n" in text or "\0" in text:
                 raise HTTPClientError(error=f"invalid character in the {name!r} header")
             lowered = name.lower()
             if lowered in ("content-length", "accept-encoding", "connection"):
@@ -539,7 +567,12 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
                 while idle:
                     conn = idle.pop()  # the newest: the least likely to be closed by now
                     conn.pooled = False
-                    if not conn.closed and now - conn.idle_since < self._keepalive:
+                    if (
+                        not conn.closed
+                        and conn.transport is not None
+                        and not conn.transport.is_closing()
+                        and now - conn.idle_since < self._keepalive
+                    ):
                         return conn
                     self._drop(conn)
             if self._open < self._limit or self._close_idle():
@@ -574,7 +607,10 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
     async def _connect(self, key: tuple[str, str, int], target: _Target, url: str) -> _Connection:
         loop = self.loop
         assert loop is not None
-        context = await self._ssl_context() if target.scheme == "https" else None
+        try:
+            context = await self._ssl_context() if target.scheme == "https" else None
+        except (OSError, ssl.SSLError) as exc:  # e.g. a missing or unreadable CA bundle
+            raise HTTPClientError(error=exc) from exc
         conn = _Connection(self, loop, key)
         try:
             await asyncio.wait_for(
@@ -621,7 +657,13 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
             raise
 
     def _release(self, conn: _Connection, reuse: bool) -> None:
-        if reuse and not conn.closed and not self._lean_closed and self.loop is not None:
+        if (
+            reuse
+            and self._keepalive > 0
+            and not conn.closed
+            and not self._lean_closed
+            and self.loop is not None
+        ):
             conn.idle_since = self.loop.time()
             conn.pooled = True
             self._idle.setdefault(conn.key, []).append(conn)
