@@ -160,8 +160,9 @@ class Server:
             self.open -= 1
             peer.closed.set()
             writer.close()
+            # Bounded: a TLS stream whose peer aborted can wait out its 30 s shutdown.
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await writer.wait_closed()
+                await asyncio.wait_for(writer.wait_closed(), 2)
 
 
 @contextlib.asynccontextmanager

@@ -112,6 +112,15 @@ def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailErr
             f"the connection to SES failed during the request; the message may have been "
             f"accepted: {exc}"
         )
+    if isinstance(exc, bce.SSLError) and _never_connected(exc):
+        return ServiceUnavailableError(
+            f"could not open a TLS connection to SES: {exc}", outcome=Outcome.RETRY_SAFE
+        )
+    if isinstance(exc, bce.HTTPClientError) and _invalid_request(exc):
+        return ConfigurationError(
+            f"the request to SES could not be written, nothing was sent: {exc}",
+            option="client",
+        )
     if isinstance(exc, bce.ConnectionClosedError | bce.HTTPClientError):
         return DeliveryUnknownError(
             f"the connection to SES closed before the answer; the message may have been "
@@ -122,16 +131,26 @@ def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailErr
 
 def _never_connected(exc: BaseException) -> bool:
     """True when the HTTP layer failed to open the connection, so nothing was sent."""
-    cause = getattr(exc, "kwargs", {}).get("error")
+    from asyncmailer.transports._ses_http import ConnectFailedError
+
+    kwargs = getattr(exc, "kwargs", {})
+    cause = kwargs.get("error")
+    # LeanHTTPSession: ConnectFailedError (the TCP connection never opened) or
+    # connected=False (the TLS handshake failed). gaierror: DNS failed.
+    if kwargs.get("connected") is False or isinstance(cause, ConnectFailedError | socket.gaierror):
+        return True
     try:
         import aiohttp
-
-        from asyncmailer.transports._ses_http import ConnectFailedError
     except ImportError:  # pragma: no cover
         return False
-    # ClientConnectorError (aiohttp) / ConnectFailedError (LeanHTTPSession): the TCP/TLS
-    # connection never opened. gaierror: DNS failed.
-    return isinstance(cause, aiohttp.ClientConnectorError | ConnectFailedError | socket.gaierror)
+    return isinstance(cause, aiohttp.ClientConnectorError)  # the same, from aiohttp
+
+
+def _invalid_request(exc: BaseException) -> bool:
+    """True when LeanHTTPSession refused to write the request (nothing was sent)."""
+    from asyncmailer.transports._ses_http import InvalidRequestError
+
+    return isinstance(getattr(exc, "kwargs", {}).get("error"), InvalidRequestError)
 
 
 def _map_client_error(exc: Any, *, action: str, configuration_set: str | None = None) -> MailError:

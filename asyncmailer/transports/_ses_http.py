@@ -8,10 +8,12 @@ speaks HTTP/1.1 directly on asyncio protocols: one write per request, answers pa
 they arrive, kept-alive connections reused newest first.
 
 It handles what an SES endpoint needs: a pool of keep-alive connections bounded by
-``max_pool_connections`` (callers queue for a free one), TLS with botocore's ``verify``
-setting (the context built in a worker thread), the client's connect and read timeouts
-(the read timeout measured between signs of progress, as a socket timeout is), answers
-with ``Content-Length``, chunked answers, and answers that end with the connection.
+``max_pool_connections`` (callers queue for a free one; a connection the server is seen
+to have closed while idle is not written to), Happy Eyeballs over the host's addresses, TLS with
+botocore's ``verify`` setting (the context built in a worker thread), the client's connect
+and read timeouts (the read timeout measured between signs of progress, as a socket
+timeout is; a request's own ``read_timeout`` wins), answers with ``Content-Length``,
+chunked answers, interim ``1xx`` answers, and answers that end with the connection.
 Anything else goes to aiobotocore's aiohttp session (this class is a subclass of it):
 proxies, client certificates, connector arguments other than ``keepalive_timeout``,
 streamed bodies and streamed answers. Errors are botocore's HTTP errors, as aiobotocore
@@ -25,6 +27,9 @@ written raises ``ConnectionClosedError`` (the transport reports the outcome as u
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import socket
 import ssl
 from collections import deque
 from functools import lru_cache
@@ -43,7 +48,13 @@ from botocore.exceptions import (
     SSLError,
 )
 
-__all__ = ["ConnectFailedError", "LeanHTTPSession"]
+aiohappyeyeballs: Any
+try:  # aiohttp's own dependency since aiohttp 3.10
+    import aiohappyeyeballs
+except ImportError:  # pragma: no cover - older aiohttp: connect without Happy Eyeballs
+    aiohappyeyeballs = None
+
+__all__ = ["ConnectFailedError", "InvalidRequestError", "LeanHTTPSession"]
 
 #: Largest status line + headers accepted (aiohttp's limit is 8 KB per line).
 MAX_HEAD = 64 * 1024
@@ -51,10 +62,12 @@ MAX_HEAD = 64 * 1024
 KEEPALIVE_TIMEOUT = 12.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HEX = b"0123456789abcdefABCDEF"
-# Try the next address of a dual-stack host after 250 ms (RFC 8305's recommended delay).
-_HAPPY_EYEBALLS: dict[str, Any] = {"happy_eyeballs_delay": 0.25}
-# Bodies up to this size are joined to the head and written with one call.
+#: Seconds before the next address of a host is tried (RFC 8305's recommended delay).
+HAPPY_EYEBALLS_DELAY = 0.25
+# Bodies up to this size are joined to the head and written with one call; larger ones
+# are written in pieces of _PIECE octets, waiting for the transport to drain between them.
 _JOIN_LIMIT = 256 * 1024
+_PIECE = 64 * 1024
 
 
 class _Target(NamedTuple):
@@ -90,6 +103,23 @@ def _target(url: str) -> _Target | None:
 class ConnectFailedError(OSError):
     """Opening the connection failed, so nothing was sent (the ``error`` of an
     ``EndpointConnectionError`` this session raises)."""
+
+
+class InvalidRequestError(ValueError):
+    """The request cannot be written as it is (a CR, LF or NUL in a header, a CA bundle
+    that cannot be loaded): nothing was sent. The ``error`` of an ``HTTPClientError``."""
+
+
+def _unsent(transport: asyncio.Transport) -> int:
+    """Octets written but not yet handed to the kernel, TLS layers included."""
+    size = transport.get_write_buffer_size()
+    # asyncio's TLS transport does not count what it already passed to the socket's own
+    # transport; read that one too where it can be reached (CPython's asyncio).
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    if inner is not None:
+        with contextlib.suppress(Exception):
+            size += int(inner.get_write_buffer_size())
+    return size
 
 
 class _ProtocolError(Exception):
@@ -139,6 +169,10 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._activity = 0.0
         self._unsent = 0
+        self._paused = False
+        self._drain: asyncio.Future[None] | None = None
+        #: Requests written on this connection.
+        self.requests = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -155,6 +189,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # A TLS transport buffers up to 512 KB of encrypted data before it pauses us by
+        # default, and what it has handed to the socket's transport is not in its buffer
+        # size: a small limit keeps the part of an upload we cannot see progress on small.
+        self.transport.set_write_buffer_limits(high=_PIECE)
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
@@ -172,6 +210,7 @@ class _Connection(asyncio.Protocol):
             return
         if answer is not None:
             waiter.set_result(answer)
+            self._wake_writer()  # an early answer ends the upload too
 
     def eof_received(self) -> bool:
         # The server will send no more: never hand this connection out again.
@@ -182,14 +221,22 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._finish_on_close(exc)
+        self._wake_writer()
         if self.pooled:
             self._session._forget(self)
 
-    def pause_writing(self) -> None:  # flow control: progress is read from the buffer size
-        pass
+    def pause_writing(self) -> None:
+        self._paused = True
 
     def resume_writing(self) -> None:
-        self._activity = self._loop.time()
+        self._paused = False
+        self._activity = self._loop.time()  # the request is still being written: progress
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
 
     # ---------------------------------------------------------------- requests
 
@@ -200,23 +247,24 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             raise _NotWritten()
+        self.requests += 1
         loop = self._loop
         self._reset()
         self._buffer.clear()
         self._head_request = head_request
         waiter: asyncio.Future[_Answer] = loop.create_future()
         self._waiter = waiter
-        if body and len(body) > _JOIN_LIMIT:
-            transport.write(data)
-            transport.write(body)
-        else:
-            transport.write(data + body if body else data)
         self._activity = loop.time()
         if timeout:
             self._timeout = timeout
-            self._unsent = transport.get_write_buffer_size()
+            self._unsent = 0
             self._timer = loop.call_at(self._activity + timeout, self._check_timeout)
         try:
+            if len(body) <= _JOIN_LIMIT:
+                transport.write(data + body if body else data)
+            else:
+                await self._write_in_pieces(transport, data, body, waiter)
+            self._unsent = _unsent(transport)
             return await waiter
         finally:
             self._waiter = None
@@ -224,13 +272,37 @@ class _Connection(asyncio.Protocol):
                 self._timer.cancel()
                 self._timer = None
 
+    async def _write_in_pieces(
+        self,
+        transport: asyncio.Transport,
+        data: bytes,
+        body: bytes,
+        waiter: asyncio.Future[_Answer],
+    ) -> None:
+        """Write a large body a piece at a time, waiting while the transport is paused.
+
+        With TLS, asyncio encrypts what it is given at once and its buffer size does not
+        show the socket's backlog; written in pieces, the transport pauses and resumes as
+        the bytes leave, and each resume counts as progress for the read timeout. Stops
+        early when the answer (or an error) arrives before the whole body was sent.
+        """
+        transport.write(data)
+        view = memoryview(body)
+        for start in range(0, len(body), _PIECE):
+            if waiter.done() or self.closed:
+                return
+            transport.write(view[start : start + _PIECE])
+            if self._paused and not waiter.done() and not self.closed:
+                self._drain = self._loop.create_future()
+                await self._drain
+
     def _check_timeout(self) -> None:
         self._timer = None
         waiter = self._waiter
         if waiter is None or waiter.done() or self.transport is None:
             return
         now = self._loop.time()
-        unsent = self.transport.get_write_buffer_size()
+        unsent = _unsent(self.transport)
         if unsent < self._unsent:  # the request is still being written: progress
             self._unsent = unsent
             self._activity = now
@@ -238,6 +310,7 @@ class _Connection(asyncio.Protocol):
             self._timer = self._loop.call_at(self._activity + self._timeout, self._check_timeout)
             return
         waiter.set_exception(_Timeout())
+        self._wake_writer()
         self._abort()
 
     def close(self) -> None:
@@ -255,7 +328,7 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._mode == "close":
+        if self._mode == "close" and exc is None:
             assert self._headers is not None
             waiter.set_result(_Answer(self._status, self._headers, bytes(self._buffer), False))
         else:
@@ -308,6 +381,8 @@ class _Connection(asyncio.Protocol):
             name, sep, value = line.partition(b":")
             if not sep or not name or name != name.strip() or line[:1] in b" \t":
                 raise _ProtocolError(f"bad header line {line[:100]!r}")
+            if b"\r" in line or b"\n" in line:
+                raise _ProtocolError(f"bare CR or LF in header line {line[:100]!r}")
             key = name.decode("latin-1").lower()
             text = value.strip(b" \t").decode("utf-8", "surrogateescape")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
@@ -330,6 +405,8 @@ class _Connection(asyncio.Protocol):
         elif encoding is not None:
             if encoding.lower().rsplit(",", 1)[-1].strip() == "chunked":
                 self._mode = "chunked"
+                if length is not None:  # RFC 9112 6.3: do not trust this connection again
+                    self._keep_alive = False
             else:
                 self._mode, self._keep_alive = "close", False
         elif length is not None:
@@ -508,7 +585,12 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
                 answer = await conn.exchange(head, body, read_timeout, head_request)
                 reuse = answer.keep_alive
             except _NotWritten:
-                continue
+                if conn.requests == 0:  # a new connection, closed at once: nothing sent
+                    error = ConnectFailedError(
+                        errno.ECONNRESET, "the server closed the new connection at once"
+                    )
+                    raise EndpointConnectionError(endpoint_url=url, error=error) from None
+                continue  # a kept-alive one the server closed while idle: take the next
             except _Timeout as exc:
                 raise ReadTimeoutError(endpoint_url=url, error=exc) from None
             except _ClosedBeforeAnswer as exc:
@@ -523,9 +605,8 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
             finally:
                 self._release(conn, reuse)
             return AioAWSResponse(url, answer.status, answer.headers, _Body(answer.body))
-        raise ConnectionClosedError(
-            endpoint_url=url, request=request, error="every pooled connection was closed"
-        )
+        error = ConnectFailedError(errno.ECONNRESET, "every pooled connection was closed")
+        raise EndpointConnectionError(endpoint_url=url, error=error)
 
     @staticmethod
     def _head(request: Any, target: _Target, body: bytes) -> bytes | None:
@@ -537,7 +618,8 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
                 value = value.decode("utf-8")
             text = f"{name}: {value}"
             if "\r" in text or "\n" in text or "\0" in text:
-                raise HTTPClientError(error=f"invalid character in the {name!r} header")
+                problem = f"a CR, LF or NUL in the {name!r} header (check the credentials)"
+                raise HTTPClientError(error=InvalidRequestError(problem))
             lowered = name.lower()
             if lowered in ("content-length", "accept-encoding", "connection"):
                 continue
@@ -578,11 +660,15 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
             if self._open < self._limit or self._close_idle():
                 self._open += 1
                 try:
-                    return await self._connect(key, target, url)
+                    conn = await self._connect(key, target, url)
                 except BaseException:
-                    self._open -= 1
+                    self._open = max(0, self._open - 1)
                     self._wake()
                     raise
+                if self._lean_closed:  # closed while connecting: send nothing
+                    conn.close()
+                    raise HTTPClientError(error="the HTTP session is closed")
+                return conn
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
             try:
@@ -610,27 +696,20 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
         try:
             context = await self._ssl_context() if target.scheme == "https" else None
         except (OSError, ssl.SSLError) as exc:  # e.g. a missing or unreadable CA bundle
-            raise HTTPClientError(error=exc) from exc
+            problem = f"cannot load the CA bundle for TLS: {exc}"
+            raise HTTPClientError(error=InvalidRequestError(problem)) from exc
         conn = _Connection(self, loop, key)
         try:
             await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: conn,
-                    target.host,
-                    target.port,
-                    ssl=context,
-                    server_hostname=target.host if context is not None else None,
-                    # Stdlib loops only (uvloop's create_connection has no such option).
-                    **_HAPPY_EYEBALLS if isinstance(loop, asyncio.BaseEventLoop) else {},
-                ),
-                self._connect_timeout,
+                self._open_connection(loop, conn, target, context), self._connect_timeout
             )
         except asyncio.TimeoutError as exc:
             raise ConnectTimeoutError(endpoint_url=url, error=exc) from exc
         except (ssl.SSLError, ssl.CertificateError) as exc:
-            raise SSLError(endpoint_url=url, error=exc) from exc
-        except OSError as exc:
-            error = ConnectFailedError(exc.errno, exc.strerror or str(exc))
+            # The handshake failed: nothing was sent (``connected=False`` says so).
+            raise SSLError(endpoint_url=url, error=exc, connected=False) from exc
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA refuses
+            error = ConnectFailedError(getattr(exc, "errno", None), str(exc))
             raise EndpointConnectionError(endpoint_url=url, error=error) from exc
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None:
@@ -643,11 +722,50 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
                 raise EndpointConnectionError(endpoint_url=url, error=error) from exc
         return conn
 
+    @staticmethod
+    async def _open_connection(
+        loop: asyncio.AbstractEventLoop,
+        conn: _Connection,
+        target: _Target,
+        context: ssl.SSLContext | None,
+    ) -> None:
+        # Happy Eyeballs (RFC 8305) over every address of the host, with aiohappyeyeballs
+        # (aiohttp's own dependency): it closes the losing and the cancelled sockets, which
+        # asyncio's staggered race does not on every Python we support.
+        infos = await loop.getaddrinfo(
+            target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+        if not infos:
+            raise OSError(f"no address found for {target.host!r}")
+        if aiohappyeyeballs is None:  # pragma: no cover - aiohttp older than 3.10
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = await aiohappyeyeballs.start_connection(
+                infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1
+            )
+        # From here the socket is the transport's: asyncio closes it if the TLS handshake
+        # fails or is cancelled (the transport exists before the first suspension).
+        await loop.create_connection(
+            lambda: conn,
+            sock=sock,
+            ssl=context,
+            server_hostname=target.host if context is not None else None,
+        )
+
     async def _ssl_context(self) -> ssl.SSLContext:
         # Loading the CA bundle reads files: done once, in a worker thread, shared by the
         # connections opening meanwhile (a caller cancelled meanwhile does not cancel it).
         if self._ssl is None:
             self._ssl = asyncio.ensure_future(asyncio.to_thread(self._build_verify_context))
+            # Retrieved even if every caller was cancelled meanwhile (no "never retrieved").
+            self._ssl.add_done_callback(lambda t: t.cancelled() or t.exception())
         task = self._ssl
         try:
             return await asyncio.shield(task)
