@@ -517,7 +517,6 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
         self._keepalive = float("inf") if keepalive is None else float(keepalive)
         self._limit = max(1, int(max_pool_connections or 10))
         self._lean_socket_options = list(socket_options or [])
-        self._lean_verify = verify
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._open = 0  # connections counted against the limit: idle, busy and connecting
         self._waiters: deque[asyncio.Future[None]] = deque()
