@@ -52,6 +52,56 @@ async def test_one_step_per_iteration_and_urgent_steps_first() -> None:
     assert pacer.waiting == 0
 
 
+async def test_the_task_holding_the_turn_runs_its_next_step_in_the_same_iteration() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = LoopPacer(loop)
+    iterations = _Iterations(loop)
+    ran: list[tuple[str, int]] = []
+
+    async def send(name: str) -> None:
+        await pacer.turn()  # composing
+        ran.append((f"{name}-compose", iterations.count))
+        await pacer.turn(urgent=True)  # writing the request, same task
+        ran.append((f"{name}-request", iterations.count))
+
+    await asyncio.gather(*(send(name) for name in ("a", "b", "c")))
+    iterations.stop()
+    # Each task composes and writes in one iteration; no two tasks share an iteration.
+    assert [name for name, _ in ran] == [
+        "a-compose",
+        "a-request",
+        "b-compose",
+        "b-request",
+        "c-compose",
+        "c-request",
+    ]
+    passes = [count for _, count in ran]
+    assert passes[0] == passes[1] and passes[2] == passes[3] and passes[4] == passes[5]
+    assert len({passes[0], passes[2], passes[4]}) == 3
+
+
+async def test_the_holder_waits_like_anyone_once_its_iteration_is_over() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = LoopPacer(loop)
+    order: list[str] = []
+
+    async def holder() -> None:
+        await pacer.turn()
+        order.append("holder-1")
+        await asyncio.sleep(0)  # suspends: the turn passes on meanwhile
+        await pacer.turn()
+        order.append("holder-2")
+
+    async def other() -> None:
+        await pacer.turn()
+        order.append("other")
+
+    # Same iteration: the holder gets the turn, the other task queues. The holder then
+    # suspends; when it comes back, the turn has moved to the other task.
+    await asyncio.gather(holder(), other())
+    assert order == ["holder-1", "other", "holder-2"]
+
+
 async def test_an_idle_pacer_does_not_suspend() -> None:
     loop = asyncio.get_running_loop()
     pacer = LoopPacer(loop)
@@ -126,15 +176,19 @@ class _StepTransport(Transport):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._clock = clock
         self.steps: list[tuple[str, int]] = []
+        #: (step, iteration, task) of every step.
+        self.by_task: list[tuple[str, int, object]] = []
 
     async def prepare(
         self, message: object = None, /, **fields: object
     ) -> tuple[ComposedMessage, Message | None]:
         self.steps.append(("compose", self._clock()))
+        self.by_task.append(("compose", self._clock(), asyncio.current_task()))
         return await super().prepare(message, **fields)  # type: ignore[arg-type]
 
     async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
         self.steps.append(("request", self._clock()))
+        self.by_task.append(("request", self._clock(), asyncio.current_task()))
         await asyncio.sleep(0)
         return Delivery(response="ok", message_id=composed.message_id)
 
@@ -154,10 +208,14 @@ async def test_a_burst_of_sends_runs_one_heavy_step_per_iteration(cooperative: b
         )
     iterations.stop()
     per_iteration: dict[int, int] = {}
-    for _, count in transport.steps:
+    tasks_per_iteration: dict[int, set[object]] = {}
+    for _, count, task in transport.by_task:
         per_iteration[count] = per_iteration.get(count, 0) + 1
+        tasks_per_iteration.setdefault(count, set()).add(task)
     assert len(transport.steps) == 100
     if cooperative:
-        assert max(per_iteration.values()) == 1
+        # One task's steps per iteration: at most its compose and its request.
+        assert max(len(tasks) for tasks in tasks_per_iteration.values()) == 1
+        assert max(per_iteration.values()) <= 2
     else:  # the control: without the pacer, the whole burst composes in one iteration
         assert max(per_iteration.values()) >= 50

@@ -7,7 +7,9 @@ before it gets to anything else: an HTTP handler of the application, a timer, or
 that writes a request already granted by the rate limiter. :class:`LoopPacer` lets the
 first step of an iteration run at once and queues the others; each later iteration hands
 the turn to one waiter (``urgent`` ones, about to write a rate-limited request, first).
-No timers and no polling: a waiting step costs one future.
+The task holding the turn may run its next step in the same iteration (composing then
+writing one message, ~0.2–0.6 ms) instead of queueing behind itself. No timers and no
+polling: a waiting step costs one future.
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ __all__ = ["LoopPacer"]
 
 
 class LoopPacer:
-    """At most one heavy step starts per event-loop iteration; the others wait their turn."""
+    """At most one task's heavy steps run per event-loop iteration; the others wait."""
 
-    __slots__ = ("_busy", "_loop", "_normal", "_urgent")
+    __slots__ = ("_busy", "_holder", "_loop", "_normal", "_urgent")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         # True from a step's start until an iteration passes with nobody waiting.
         self._busy = False
-        self._urgent: deque[asyncio.Future[None]] = deque()
-        self._normal: deque[asyncio.Future[None]] = deque()
+        # The task given the turn in this iteration (None: unknown or nobody).
+        self._holder: asyncio.Task[object] | None = None
+        self._urgent: deque[tuple[asyncio.Future[None], asyncio.Task[object] | None]] = deque()
+        self._normal: deque[tuple[asyncio.Future[None], asyncio.Task[object] | None]] = deque()
 
     @property
     def waiting(self) -> int:
@@ -37,12 +41,16 @@ class LoopPacer:
 
     async def turn(self, *, urgent: bool = False) -> None:
         """Return when this task may run its step (at once if no step ran this iteration)."""
+        task = asyncio.current_task(self._loop)
         if not self._busy:
             self._busy = True
+            self._holder = task
             self._loop.call_soon(self._pass_on)
             return
+        if task is not None and task is self._holder:
+            return  # the same task, still in the iteration it was given: its next step
         waiter: asyncio.Future[None] = self._loop.create_future()
-        (self._urgent if urgent else self._normal).append(waiter)
+        (self._urgent if urgent else self._normal).append((waiter, task))
         # Cancelled while waiting: the future is cancelled too and skipped by _pass_on.
         # Cancelled after being handed the turn: _pass_on is already scheduled, so the
         # turn moves on one iteration later.
@@ -52,12 +60,15 @@ class LoopPacer:
         """Runs once per iteration while steps wait: hand the turn to the next one."""
         for queue in (self._urgent, self._normal):
             while queue:
-                waiter = queue.popleft()
+                waiter, task = queue.popleft()
                 if not waiter.done():
                     waiter.set_result(None)
+                    # Its step runs in the next iteration; this one has ended for the holder.
+                    self._holder = task
                     # Scheduled after the waiter's wake-up: the next hand-off happens in
                     # the iteration where that step runs, so the step after it runs in
                     # the iteration after.
                     self._loop.call_soon(self._pass_on)
                     return
         self._busy = False
+        self._holder = None

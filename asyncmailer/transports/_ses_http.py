@@ -189,6 +189,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        assert self.transport is not None
         # A TLS transport buffers up to 512 KB of encrypted data before it pauses us by
         # default, and what it has handed to the socket's transport is not in its buffer
         # size: a small limit keeps the part of an upload we cannot see progress on small.
