@@ -133,9 +133,10 @@ class Transport(abc.ABC):
     ``__aenter__``, inside the event loop that uses them. ``retry`` decides which failures
     are tried again (:class:`~asyncmailer.retry.RetryPolicy`); ``drain_timeout`` bounds how
     long :meth:`aclose` waits for queued and in-flight sends. ``cooperative`` (default on)
-    starts at most one CPU-heavy send step (composing a message; building and writing a
-    request) per event-loop iteration, so that a burst of sends cannot hold the loop for
-    long and a request granted by the rate limiter is written before more composing runs.
+    runs at most one send's CPU-heavy steps (composing its message; building and writing
+    its request) per event-loop iteration, so that a burst of sends cannot hold the loop
+    for long and a request granted by the rate limiter is written before more composing
+    runs.
     """
 
     #: Short name reported in :attr:`SendResult.transport`.
@@ -192,7 +193,7 @@ class Transport(abc.ABC):
         self.drain_timeout = drain_timeout
         #: DKIM signer applied to every message (a message's ``dkim`` field may override it).
         self.dkim = dkim
-        #: Run at most one send's heavy step (composing; building and writing a request)
+        #: Run at most one send's heavy steps (composing; building and writing its request)
         #: per event-loop iteration, so that bursts of sends do not stall other coroutines.
         self.cooperative = bool(cooperative)
         self._pacer: LoopPacer | None = None
