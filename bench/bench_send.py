@@ -623,7 +623,10 @@ Measured with `{command}` (after `npm install --prefix bench`) on {header}.
 {args.rounds} interleaved rounds of {args.duration:g} s per contender and setting (after
 {args.warmup:g} s of warm-up), medians. The local SES endpoint runs in its own process;
 client CPU is the worker process's own CPU time over the measured phase divided by the
-messages sent. N is the number of requests in flight.
+messages sent. N is the number of requests in flight. Other tenants of this machine
+disturb some samples in bursts (the endpoint's own CPU per request doubles in them, for
+every contender alike); medians over interleaved rounds damp that, and the ratios carry
+over better than the absolute numbers.
 
 Every contender sends the same text + html message (~4.7 KB). asyncmailer and Nodemailer
 compose every message; the aiobotocore and boto3 contenders send prebuilt bytes.
