@@ -265,7 +265,8 @@ class _Connection(asyncio.Protocol):
                 transport.write(data + body if body else data)
             else:
                 await self._write_in_pieces(transport, data, body, waiter)
-            self._unsent = _unsent(transport)
+            if timeout:  # only the read-timeout check reads it
+                self._unsent = _unsent(transport)
             return await waiter
         finally:
             self._waiter = None
