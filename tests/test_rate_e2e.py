@@ -1,7 +1,8 @@
 """End-to-end rate precision: SESTransport → real aiobotocore HTTP → the local endpoint.
 
-Real time, so marked slow; the arrivals are timed at the endpoint, which runs in its own
-process (as SES would), so what is measured is what a server sees.
+Real time, so marked slow. The endpoint and the sender each run in a process of their own
+(as SES and a service would), and arrivals are timed at the endpoint, so what is measured
+is what a server sees. The sender is ``tests/rate_client.py``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from asyncmailer import SESTransport
 from asyncmailer.testing import RemoteEndpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.timing]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,35 +47,29 @@ async def test_sending_rate_holds_at_the_server(
     endpoint_process: RemoteEndpoint, rate: int, seconds: float, pool: str
 ) -> None:
     remote = endpoint_process
-    loop = asyncio.get_running_loop()
-    async with SESTransport(endpoint_url=remote.url, sending_rate=rate, max_connections=20) as ses:
-        if pool == "warm":
-            # Open the pool's connections first, then let the limiter's window empty.
-            await asyncio.gather(
-                *(
-                    ses.send_mail(from_="shop@example.com", to="warm@example.org", text="x")
-                    for _ in range(20)
-                )
-            )
-            await asyncio.sleep(1.1)
-        # "cold": straight from __aenter__, 40 callers at once, connections opened on demand.
-        await asyncio.to_thread(remote.reset)
-        end = loop.time() + seconds
-
-        async def sender(worker: int) -> None:
-            n = 0
-            while loop.time() < end:
-                await ses.send_mail(
-                    from_="shop@example.com", to=f"w{worker}-{n}@example.org", text="x"
-                )
-                n += 1
-
-        await asyncio.gather(*(sender(i) for i in range(40)))
+    # "cold": straight from __aenter__, 40 callers at once, connections opened on demand;
+    # "warm": the pool's connections opened first, then the limiter's window left to empty.
+    sender = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.rate_client",
+        remote.url,
+        str(rate),
+        str(seconds),
+        pool,
+        cwd=ROOT,
+    )
+    try:
+        assert await asyncio.wait_for(sender.wait(), seconds + 60) == 0
+    finally:
+        if sender.returncode is None:
+            sender.kill()
+            await sender.wait()
     stats = await asyncio.to_thread(remote.stats)
     arrivals = sorted(stats.send_arrivals)
     first = arrivals[0]
     # No window holds more than R at the server. The limiter counts each unit from the
-    # moment its request was handed to aiohttp (before-send), keeps R per 1 s + 2 ms, and
+    # moment its request was handed to the HTTP layer (before-send), keeps R per 1 s + 2 ms, and
     # the transport's pacer writes a granted request before any more composing runs.
     assert stats.max_starts_in_window(1.0) <= rate, _crowded_window(arrivals, rate)
     # Sustained over a 10-second span after the first half second: requests per second

@@ -40,6 +40,7 @@ from botocore.exceptions import (
 from asyncmailer import SESTransport
 from asyncmailer.errors import Outcome, ServiceUnavailableError
 from asyncmailer.retry import RetryPolicy
+from asyncmailer.transports._ses_client import ON_CONNECTED
 from asyncmailer.transports._ses_http import (
     MAX_HEAD,
     ConnectFailedError,
@@ -477,6 +478,27 @@ async def test_keep_alive_requests_share_one_connection() -> None:
         assert s.connections == 1
     assert srv.accepted == 1
     assert [head_lines(r)[2] for r in srv.peers[0].requests] == [b"body 0", b"body 1", b"body 2"]
+
+
+async def test_on_connected_fires_in_the_sending_task_before_a_new_connection_is_written() -> None:
+    # The rate limiter counts a request from when it leaves. A request that had to wait
+    # for a new connection leaves when that connection is ready, not at before-send.
+    calls: list[tuple[asyncio.Task[Any] | None, int]] = []
+    async with serve(answering(OK)) as srv, session() as s:
+
+        def connected() -> None:
+            calls.append((asyncio.current_task(), sum(len(p.received) for p in srv.peers)))
+
+        token = ON_CONNECTED.set(connected)
+        try:
+            for i in range(3):
+                resp = await s.send(request(srv.url(f"/{i}")))
+                assert await resp.content == b"ok"
+        finally:
+            ON_CONNECTED.reset(token)
+        # Once, for the one new connection; nothing had been written yet. Reused: no call.
+        assert calls == [(asyncio.current_task(), 0)]
+        assert srv.accepted == 1
 
 
 async def test_idle_connection_closed_by_the_server_is_not_reused() -> None:

@@ -395,3 +395,36 @@ async def test_the_limiter_hears_when_the_signed_request_leaves(api: str) -> Non
                     RawMessage={"Data": b"From: shop@example.com\r\nSubject: s\r\n\r\nb\r\n"},
                 )
             assert len(limiter.sent_from) == 4
+
+
+class _CountingLimiter(LocalRateLimiter):
+    """Counts how often the transport reports that a request is leaving."""
+
+    marks = 0
+
+    def mark_sent(self) -> None:
+        self.marks += 1
+        super().mark_sent()
+
+
+@pytest.mark.parametrize("lean_http", [True, False])
+async def test_a_request_waiting_for_a_new_connection_is_counted_from_when_it_is_ready(
+    lean_http: bool,
+) -> None:
+    # Marked when granted, at before-send, and (lean HTTP session) once more when a new
+    # connection it waited for is ready: the rate window counts what the server sees.
+    limiter = _CountingLimiter(1000)
+    async with (
+        SESEndpoint() as endpoint,
+        SESTransport(endpoint_url=endpoint.url, rate_limiter=limiter, lean_http=lean_http) as ses,
+    ):
+        await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+        opened = endpoint.stats().connections_opened
+        marks = limiter.marks
+        # Five at once: the pool must open new connections for some of them.
+        await asyncio.gather(
+            *(ses.send_mail(from_=SENDER, to=f"r{i}@example.org", text="x") for i in range(5))
+        )
+        new = endpoint.stats().connections_opened - opened
+        assert new >= 1
+        assert limiter.marks - marks == 5 * 2 + (new if lean_http else 0)

@@ -25,13 +25,23 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
 
 from asyncmailer.transports._ses_signing import use_fast_signer
 
-__all__ = ["encode_query", "preload_data", "tune_client", "warm_up"]
+__all__ = ["ON_CONNECTED", "encode_query", "preload_data", "tune_client", "warm_up"]
+
+#: Called (in the sending task) when a request had to wait for a new connection and is
+#: about to be written on it. The transport sets it to ``limiter.mark_sent``: the request
+#: leaves then, not when botocore's ``before-send`` fired, so a rate window is counted
+#: from when the server sees the request.
+ON_CONNECTED: ContextVar[Callable[[], None] | None] = ContextVar(
+    "asyncmailer_on_connected", default=None
+)
 
 logger = logging.getLogger("asyncmailer.ses")
 

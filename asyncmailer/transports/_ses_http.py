@@ -48,6 +48,8 @@ from botocore.exceptions import (
     SSLError,
 )
 
+from asyncmailer.transports._ses_client import ON_CONNECTED
+
 aiohappyeyeballs: Any
 try:  # aiohttp's own dependency since aiohttp 3.10
     import aiohappyeyeballs
@@ -581,6 +583,10 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
         # anything is written on it; the request then takes the next one (or a new one).
         for _ in range(self._limit + 1):
             conn = await self._acquire(target, url)
+            if conn.requests == 0:
+                connected = ON_CONNECTED.get()
+                if connected is not None:
+                    connected()
             reuse = False
             try:
                 answer = await conn.exchange(head, body, read_timeout, head_request)

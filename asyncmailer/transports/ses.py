@@ -35,7 +35,7 @@ from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Message
 from asyncmailer.result import ComposedMessage
 from asyncmailer.retry import RetryPolicy
-from asyncmailer.transports._ses_client import preload_data, tune_client, warm_up
+from asyncmailer.transports._ses_client import ON_CONNECTED, preload_data, tune_client, warm_up
 from asyncmailer.transports._ses_errors import map_ses_error
 from asyncmailer.transports._ses_quota import DailyQuotaPolicy, QuotaTracker
 from asyncmailer.transports.base import Delivery, Transport
@@ -263,6 +263,9 @@ class SESTransport(Transport):
         limiter = self._limiter
         if limiter is not None:
             limiter.mark_sent()
+            if self.lean_http:
+                # If the request must wait for a new connection, mark it again then.
+                ON_CONNECTED.set(limiter.mark_sent)
 
     async def _close(self) -> None:
         if self._hook_event is not None and self._client is not None:
