@@ -676,6 +676,15 @@ The tweaks (`asyncmailer/transports/_ses_client.py`; each measured alone by `ben
   parameters itself. botocore's schema walk over these few parameters costs only a few
   µs per send, within the noise of this table. (`SESTransport` keeps it off in both of
   its rows.)
+- **emitter**: aiobotocore's event emitter passes the result of every handler (~30 per
+  request) through `inspect.isawaitable` and formats a debug line for each. The client's
+  emitter is swapped for a subclass that awaits a result only when it is not None and is
+  awaitable, and logs only when debug logging is on: same handlers, same order, same
+  results (`tests/test_ses_client_tuning.py` compares it with aiobotocore's).
+- **endpoints**: botocore runs the endpoint rule set (region, FIPS, dual-stack, endpoint
+  URL) for every request. For one client its answer only changes with the operation and
+  the request's context parameters (SESv2's `EndpointId`), so it is cached on those; not
+  when a `before-endpoint-resolution` hook is registered.
 """
 
 

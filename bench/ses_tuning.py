@@ -20,6 +20,13 @@ bare aiobotocore client, and the transport with and without its tuning:
     signing key (four HMACs) every time; ``FastSigV4Auth`` does each once, same signature.
 ``novalidate``
     ``parameter_validation=False``: the transport builds the parameters itself.
+``emitter``
+    aiobotocore's event emitter passes each of ~30 handler results per request through
+    ``inspect.isawaitable`` and formats a debug line for each; the client's emitter is
+    swapped for one that awaits only what is awaitable and logs only when debug is on.
+``endpoints``
+    botocore runs the endpoint rule set for every request; its answer only changes with
+    the operation and the request's context parameters, so it is cached per client.
 
 The network is taken out with a ``before-send`` handler that answers every request with a
 canned SES response, so the loop times exactly the client's work (serialise, sign, build
@@ -46,13 +53,18 @@ import _common
 
 import asyncmailer.transports.ses as ses_module
 from asyncmailer.transports import SESTransport
-from asyncmailer.transports._ses_client import _CachedUserAgent, _encode_body_once
+from asyncmailer.transports._ses_client import (
+    _CachedUserAgent,
+    _encode_body_once,
+    cache_endpoints,
+    use_fast_emitter,
+)
 from asyncmailer.transports._ses_signing import use_fast_signer
 
 __all__ = ["ALL_TWEAKS", "BREAKDOWN_ROWS", "apply_tweaks", "breakdown", "untuned"]
 
 #: Every tweak :func:`apply_tweaks` knows.
-ALL_TWEAKS = ("query", "ua", "sigv4", "novalidate")
+ALL_TWEAKS = ("query", "ua", "sigv4", "novalidate", "emitter", "endpoints")
 
 _CANNED = {
     "v1": (
@@ -94,6 +106,10 @@ def apply_tweaks(client: Any, tweaks: Iterable[str]) -> None:
         client._serializer = botocore.serialize.create_serializer(
             model.protocol, include_validation=False
         )
+    if "emitter" in tweaks:
+        use_fast_emitter(client)
+    if "endpoints" in tweaks:
+        cache_endpoints(client)
 
 
 @contextlib.contextmanager
@@ -213,7 +229,9 @@ BREAKDOWN_ROWS: list[tuple[str, str, tuple[str, ...]]] = [
     ("+ ua (User-Agent built once)", "client", ("ua",)),
     ("+ sigv4 (signer's repeated work done once)", "client", ("sigv4",)),
     ("+ novalidate (parameter_validation=False)", "client", ("novalidate",)),
-    ("+ all four", "client", ALL_TWEAKS),
+    ("+ emitter (handler results awaited only if awaitable)", "client", ("emitter",)),
+    ("+ endpoints (endpoint rule set run once per operation)", "client", ("endpoints",)),
+    ("+ all six", "client", ALL_TWEAKS),
     ("SESTransport, tune_client off (composes)", "transport", ()),
     ("SESTransport (composes)", "transport", ALL_TWEAKS),
 ]
