@@ -487,6 +487,12 @@ def _targets(
         "its threads. On this 2-core machine, shared with the endpoint, CPU per message is "
         "the fairer measure of efficiency once the client is the limit.",
         "",
+        "boto3 + threads varies most from run to run here (its threads contend for the GIL "
+        "and, with the endpoint, for the 2 cores): at 0 ms N=1 it measured 524-698 msgs/s "
+        "across runs of this benchmark, and asyncmailer's ratio to it 1.76-2.44×. The 2× "
+        "target has been missed in earlier runs at 0 ms N=1 (v1 1.76×, v2 1.98×) and "
+        "50 ms N=50 (1.88×), before the last ~30 µs per send were taken out.",
+        "",
         "Against raw aiobotocore, asyncmailer also composes every message (~90 µs here) and "
         "runs its limiter, pacer and checks, while the raw client sends prebuilt bytes; the "
         "client tuning pays that back many times on v1 (botocore's query encoding is slow). "
@@ -636,11 +642,13 @@ asyncmailer runs with `sending_rate=10000` and Nodemailer 6 with `sendingRate: 1
 off: its connection pool has botocore's default 10 connections, which caps it at N=50 with
 latency. `SESTransport` tunes the client it creates in two ways. `tune_client`
 (`asyncmailer/transports/_ses_client.py`: the v1 body encoded once, the User-Agent built
-once, the SigV4 signer's repeated work done once; see below) works on each request inside
-botocore. `lean_http` (`asyncmailer/transports/_ses_http.py`, `LeanHTTPSession`) sends the
-requests on asyncmailer's own HTTP/1.1 keep-alive pool instead of aiohttp: one write per
-request, the answer parsed as it arrives. "lean_http off" keeps aiobotocore's aiohttp
-session; "tune_client and lean_http off" is the client exactly as aiobotocore makes it.
+once, the SigV4 signer's repeated work done once, the endpoint rule set run once per
+operation, the event emitter's per-handler overhead taken out; see below) works on each
+request inside botocore. `lean_http` (`asyncmailer/transports/_ses_http.py`,
+`LeanHTTPSession`) sends the requests on asyncmailer's own HTTP/1.1 keep-alive pool
+instead of aiohttp: one write per request, the answer parsed as it arrives. "lean_http
+off" keeps aiobotocore's aiohttp session; "tune_client and lean_http off" is the client
+exactly as aiobotocore makes it.
 
 {table}
 

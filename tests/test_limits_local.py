@@ -309,3 +309,31 @@ async def test_a_bursts_first_window_counts_from_the_answers() -> None:
     await send(0.5)
     await send(0.0)
     assert starts[-1] - (t1 - t0) == pytest.approx(1.502, abs=0.003)
+
+
+@virtual_time
+async def test_a_stalled_loop_is_not_followed_by_a_burst() -> None:
+    # While the loop is blocked (a long garbage collection) nothing is granted; afterwards
+    # the pace resumes, with at most the bucket's small bank, and the lost time is not made
+    # up in a burst (docs/rate-limiting.md, "When the event loop stalls").
+    rate = 200
+    limiter = LocalRateLimiter(rate)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    stalled: list[float] = []
+
+    def stall() -> None:
+        stalled.append(loop.time())
+        loop.now += 0.15  # type: ignore[attr-defined]
+
+    loop.call_at(t0 + 2.0, stall)
+    grants = await _run_flat_out(limiter, 4.0, workers=40)
+    assert stalled
+    resumed = stalled[0] + 0.15
+    assert not [t for t in grants if stalled[0] < t < resumed]
+    after = [t for t in grants if resumed <= t < resumed + 0.5]
+    assert len(after) <= 0.5 * rate + 2
+    gaps = [b - a for a, b in itertools.pairwise(after)]
+    assert min(gaps) >= (1 - rate * limiter.bank) / rate - 1e-9
+    assert worst_window(grants) <= rate
