@@ -38,6 +38,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
 
+from aiobotocore.hooks import AioHierarchicalEmitter
+
 from asyncmailer.transports._ses_signing import use_fast_signer
 
 __all__ = ["ON_CONNECTED", "encode_query", "preload_data", "tune_client", "warm_up"]
@@ -105,66 +107,52 @@ class _CachedUserAgent:
         return getattr(self._creator, name)
 
 
-def _fast_emitter_class() -> type | None:
-    """aiobotocore's emitter, with its per-handler overhead taken out (or None)."""
-    try:
-        from aiobotocore.hooks import AioHierarchicalEmitter
-    except ImportError:  # pragma: no cover - other aiobotocore versions
-        return None
-    if not hasattr(AioHierarchicalEmitter, "_emit"):  # pragma: no cover
-        return None
+class _FastEmitter(AioHierarchicalEmitter):  # type: ignore[misc]
+    """aiobotocore's emitter: the same handlers in the same order, with the same results.
 
-    class _FastEmitter(AioHierarchicalEmitter):  # type: ignore[misc]
-        """Calls the same handlers in the same order, with the same results.
+    aiobotocore's ``_emit`` passes every handler's result through ``inspect.isawaitable``
+    and formats a debug log line per handler, ~1 µs each for ~30 handler calls per
+    request. Most handlers return None, which is never awaited; the line is formatted
+    only when botocore's hooks logger would emit it.
+    """
 
-        aiobotocore's ``_emit`` passes every handler's result through
-        ``inspect.isawaitable`` and formats a debug log line per handler, ~1 µs each for
-        ~30 handler calls per request. Most handlers return None, which is not awaited.
-        """
-
-        async def _emit(
-            self, event_name: str, kwargs: dict[str, Any], stop_on_response: bool = False
-        ) -> list[tuple[Any, Any]]:
-            handlers = self._lookup_cache.get(event_name)
-            if handlers is None:
-                handlers = self._handlers.prefix_search(event_name)
-                self._lookup_cache[event_name] = handlers
-            elif not handlers:
-                return []
-            kwargs["event_name"] = event_name
-            debug = _hooks_logger.isEnabledFor(logging.DEBUG)
-            responses: list[tuple[Any, Any]] = []
-            for handler in handlers:
-                if debug:
-                    _hooks_logger.debug("Event %s: calling handler %s", event_name, handler)
-                response = handler(**kwargs)
-                if response is not None and inspect.isawaitable(response):
-                    response = await response
-                responses.append((handler, response))
-                if stop_on_response and response is not None:
-                    return responses
-            return responses
-
-    return _FastEmitter
+    async def _emit(
+        self, event_name: str, kwargs: dict[str, Any], stop_on_response: bool = False
+    ) -> list[tuple[Any, Any]]:
+        handlers = self._lookup_cache.get(event_name)
+        if handlers is None:
+            handlers = self._handlers.prefix_search(event_name)
+            self._lookup_cache[event_name] = handlers
+        elif not handlers:
+            return []
+        kwargs["event_name"] = event_name
+        debug = _hooks_logger.isEnabledFor(logging.DEBUG)
+        responses: list[tuple[Any, Any]] = []
+        for handler in handlers:
+            if debug:
+                _hooks_logger.debug("Event %s: calling handler %s", event_name, handler)
+            response = handler(**kwargs)
+            if response is not None and inspect.isawaitable(response):
+                response = await response
+            responses.append((handler, response))
+            if stop_on_response and response is not None:
+                return responses
+        return responses
 
 
 _hooks_logger = logging.getLogger("botocore.hooks")
 
 
 def use_fast_emitter(client: Any) -> bool:
-    """Swap the client's own event emitter for :func:`_fast_emitter_class`'s; True if done."""
+    """Swap the client's own event emitter for :class:`_FastEmitter`; True if done."""
     events = client.meta.events
     emitter = getattr(events, "_emitter", events)  # botocore wraps it in an EventAliaser
-    fast = _FAST_EMITTER
-    if fast is None or type(emitter) is not fast.__mro__[1]:
-        return False
+    if type(emitter) is not AioHierarchicalEmitter:
+        return False  # a subclass someone made, or another aiobotocore: left alone
     if not hasattr(emitter, "_lookup_cache") or not hasattr(emitter, "_handlers"):
         return False  # pragma: no cover - other botocore versions
-    emitter.__class__ = fast
+    emitter.__class__ = _FastEmitter
     return True
-
-
-_FAST_EMITTER = _fast_emitter_class()
 
 
 def cache_endpoints(client: Any) -> bool:
