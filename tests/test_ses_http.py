@@ -489,13 +489,11 @@ async def test_on_connected_fires_in_the_sending_task_before_a_new_connection_is
         def connected() -> None:
             calls.append((asyncio.current_task(), sum(len(p.received) for p in srv.peers)))
 
-        token = ON_CONNECTED.set(connected)
-        try:
-            for i in range(3):
-                resp = await s.send(request(srv.url(f"/{i}")))
-                assert await resp.content == b"ok"
-        finally:
-            ON_CONNECTED.reset(token)
+        for i in range(3):
+            req = request(srv.url(f"/{i}"))
+            req.context[ON_CONNECTED] = connected
+            resp = await s.send(req)
+            assert await resp.content == b"ok"
         # Once, for the one new connection; nothing had been written yet. Reused: no call.
         assert calls == [(asyncio.current_task(), 0)]
         assert srv.accepted == 1

@@ -32,8 +32,6 @@ import contextlib
 import inspect
 import logging
 import re
-from collections.abc import Callable
-from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
@@ -44,13 +42,11 @@ from asyncmailer.transports._ses_signing import use_fast_signer
 
 __all__ = ["ON_CONNECTED", "encode_query", "preload_data", "tune_client", "warm_up"]
 
-#: Called (in the sending task) when a request had to wait for a new connection and is
-#: about to be written on it. The transport sets it to ``limiter.mark_sent``: the request
-#: leaves then, not when botocore's ``before-send`` fired, so a rate window is counted
-#: from when the server sees the request.
-ON_CONNECTED: ContextVar[Callable[[], None] | None] = ContextVar(
-    "asyncmailer_on_connected", default=None
-)
+#: Key in a botocore request's ``context``: a callable the HTTP session calls when the
+#: request had to wait for a new connection and is about to be written on it. The transport
+#: sets it to ``limiter.mark_sent`` for its send requests: the request leaves then, not
+#: when botocore's ``before-send`` fired, so a rate window counts what the server sees.
+ON_CONNECTED = "asyncmailer_on_connected"
 
 logger = logging.getLogger("asyncmailer.ses")
 
@@ -143,10 +139,15 @@ class _FastEmitter(AioHierarchicalEmitter):  # type: ignore[misc]
 _hooks_logger = logging.getLogger("botocore.hooks")
 
 
+def _own_emitter(client: Any) -> Any:
+    """The client's own event emitter (botocore wraps it in an ``EventAliaser``)."""
+    events = client.meta.events
+    return getattr(events, "_emitter", events)
+
+
 def use_fast_emitter(client: Any) -> bool:
     """Swap the client's own event emitter for :class:`_FastEmitter`; True if done."""
-    events = client.meta.events
-    emitter = getattr(events, "_emitter", events)  # botocore wraps it in an EventAliaser
+    emitter = _own_emitter(client)
     if type(emitter) is not AioHierarchicalEmitter:
         return False  # a subclass someone made, or another aiobotocore: left alone
     if not hasattr(emitter, "_lookup_cache") or not hasattr(emitter, "_handlers"):
@@ -167,9 +168,7 @@ def cache_endpoints(client: Any) -> bool:
     """
     resolver: Any = getattr(client, "_ruleset_resolver", None)
     construct = getattr(resolver, "construct_endpoint", None)
-    events = client.meta.events
-    emitter = getattr(events, "_emitter", events)
-    handlers = getattr(emitter, "_handlers", None)
+    handlers = getattr(_own_emitter(client), "_handlers", None)
     if construct is None or handlers is None:
         return False  # pragma: no cover - other botocore versions
     service_id = client.meta.service_model.service_id.hyphenize()

@@ -583,8 +583,8 @@ class LeanHTTPSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore ship
         # anything is written on it; the request then takes the next one (or a new one).
         for _ in range(self._limit + 1):
             conn = await self._acquire(target, url)
-            if conn.requests == 0:
-                connected = ON_CONNECTED.get()
+            if conn.requests == 0 and context is not None:
+                connected = context.get(ON_CONNECTED)
                 if connected is not None:
                     connected()
             reuse = False

@@ -259,13 +259,14 @@ class SESTransport(Transport):
                 self.rate_limiter.set_rate(self._quota.rate)
         return self
 
-    def _before_send(self, **_: Any) -> None:
+    def _before_send(self, request: Any = None, **_: Any) -> None:
         limiter = self._limiter
         if limiter is not None:
             limiter.mark_sent()
-            if self.lean_http:
+            context = getattr(request, "context", None)
+            if self.lean_http and context is not None:
                 # If the request must wait for a new connection, mark it again then.
-                ON_CONNECTED.set(limiter.mark_sent)
+                context[ON_CONNECTED] = limiter.mark_sent
 
     async def _close(self) -> None:
         if self._hook_event is not None and self._client is not None:
