@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import urllib.request
 import warnings
@@ -18,6 +19,7 @@ from aiobotocore.session import get_session
 from asyncmailer import Attachment, Message, SESTransport, TransportState, compose
 from asyncmailer.errors import (
     ConfigurationError,
+    DeliveryError,
     IdentityNotVerifiedError,
     MessageError,
     MessageTooLargeError,
@@ -25,8 +27,9 @@ from asyncmailer.errors import (
     TooManyRecipientsError,
     TransportStateError,
 )
-from asyncmailer.limits import LocalRateLimiter
+from asyncmailer.limits import Grant, LocalRateLimiter
 from asyncmailer.testing import SESEndpoint
+from asyncmailer.transports._grant import holding
 
 SENDER = "Shop <shop@example.com>"
 
@@ -316,115 +319,168 @@ async def test_unknown_ses_option_is_refused_before_any_request() -> None:
         assert endpoint.stats().send_arrivals == ()
 
 
-@pytest.mark.parametrize("size", [10, 300, 5000])
-def test_fast_query_encoding_matches_urlencode(size: int) -> None:
-    import os
-    from urllib.parse import urlencode
-
-    from asyncmailer.transports._ses_client import encode_query
-
-    body = {
-        "Action": "SendRawEmail",
-        "Source": "Shop <shop+tag@example.com>",
-        "RawMessage.Data": base64.b64encode(os.urandom(size)).decode(),
-        "Destinations.member.1": "a b&c=d@example.org",
-        # Long values under other names: checked, then escaped fast or by quote_plus.
-        "Tags.member.1.Value": base64.b64encode(os.urandom(size)).decode(),
-        "Tags.member.2.Value": "é & ü/" * size,
-    }
-    assert encode_query(body) == urlencode(body).encode()
-    assert encode_query(body) == urlencode(body).encode()  # the memo gives the same
-
-
-async def test_tuned_client_sends_the_same_bytes_and_cached_user_agent() -> None:
+async def test_stock_client_sends_the_same_bytes_after_one_warm_up_request() -> None:
     async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
+        assert ses.api == "v2"  # SESv2 by default
+        # The warm-up request opened the HTTP session before any rate unit was granted.
+        assert endpoint.stats().requests.get("sesv2:GetAccount") == 1
+        assert endpoint.stats().send_arrivals == ()
         composed = await compose(_rich_message())
         for _ in range(3):
             await ses.send_mail(composed.raw, envelope=composed.envelope)
     stored = endpoint.messages()
     assert [m.raw for m in stored] == [composed.raw] * 3
-    # The warm-up request opened the HTTP session before the first send.
-    assert endpoint.stats().requests.get("ses:GetSendQuota") == 1
-
-
-class _RecordingLimiter(LocalRateLimiter):
-    """Records when the transport reports a request leaving, and with what stack."""
-
-    def __init__(self, rate: float) -> None:
-        super().__init__(rate)
-        self.sent_from: list[str] = []
-
-    def mark_sent(self) -> None:
-        import traceback
-
-        frames = traceback.extract_stack(limit=30)
-        self.sent_from.append(
-            "before-send" if any(f.name == "_before_send" for f in frames) else "transport"
-        )
-        super().mark_sent()
+    assert {m.api for m in stored} == {"v2"}
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
-async def test_the_limiter_hears_when_the_signed_request_leaves(api: str) -> None:
-    # The transport reports each granted request twice: when it starts the call, and from
-    # aiobotocore's before-send event (after signing, as it goes to aiohttp). A client the
-    # user passed in loses the hook again when the transport closes.
-    limiter = _RecordingLimiter(1000)
+async def test_a_client_passed_in_is_warmed_up_before_the_first_grant(api: str) -> None:
     async with SESEndpoint() as endpoint:
-        session = get_session()
-        config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
         service = "sesv2" if api == "v2" else "ses"
-        async with session.create_client(
-            service, config=config, **endpoint.client_kwargs()
+        config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
+        async with (
+            get_session().create_client(
+                service, config=config, **endpoint.client_kwargs()
+            ) as client,
+            SESTransport(client, sending_rate=100) as ses,
+        ):
+            action = "sesv2:GetAccount" if api == "v2" else "ses:GetSendQuota"
+            assert endpoint.stats().requests.get(action) == 1
+            await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+    assert len(endpoint.messages()) == 1
+
+
+async def test_a_failed_warm_up_is_logged_at_warning_with_its_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nothing listens on the port: the warm-up cannot connect. The transport still opens.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    caplog.set_level("WARNING", logger="asyncmailer.ses")
+    async with SESTransport(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="eu-west-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        connect_timeout=1,
+    ):
+        pass
+    records = [r for r in caplog.records if "warm-up" in r.getMessage()]
+    assert records and records[0].levelname == "WARNING"
+    assert "EndpointConnectionError" in records[0].getMessage()
+
+
+class _StaleFirstLimiter(LocalRateLimiter):
+    """Hands out one grant that is already stale, then normal ones."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate)
+        self.grants = 0
+
+    async def acquire(self, weight: int = 1) -> Grant:
+        grant = await super().acquire(weight)
+        self.grants += 1
+        if self.grants == 1:
+            return dataclasses.replace(grant, expires=grant.at - 1.0)
+        return grant
+
+
+async def test_a_stale_grant_is_asked_for_again_and_nothing_is_written() -> None:
+    limiter = _StaleFirstLimiter(1000)
+    async with (
+        SESEndpoint() as endpoint,
+        SESTransport(endpoint_url=endpoint.url, rate_limiter=limiter) as ses,
+    ):
+        result = await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+        assert ses.stale_grants == 1
+    assert limiter.grants == 2
+    assert result.attempts == 1  # a stale grant is not a failed attempt
+    assert endpoint.stats().send_arrivals and len(endpoint.stats().send_arrivals) == 1
+
+
+async def test_the_grant_is_checked_again_at_before_send_after_signing() -> None:
+    # A handler the user registered ages the grant after the transport's own check and
+    # before the request leaves: the before-send check catches it, and the request is
+    # built and signed again on a new grant. Exactly one request reaches the endpoint.
+    limiter = LocalRateLimiter(1000, margin=0.01)
+    slept: list[float] = []
+
+    async def slow_once(**_: Any) -> None:
+        if not slept:
+            slept.append(0.05)
+            await asyncio.sleep(0.05)
+
+    async with SESEndpoint() as endpoint:
+        config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
+        async with get_session().create_client(
+            "sesv2", config=config, **endpoint.client_kwargs()
         ) as client:
+            client.meta.events.register("request-created.sesv2.SendEmail", slow_once)
             async with SESTransport(client, rate_limiter=limiter) as ses:
                 await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
-                await ses.send_mail(from_=SENDER, to="b@example.org", text="y")
-            assert limiter.sent_from == ["transport", "before-send"] * 2
-            # Closed: sending on the user's client no longer reaches the limiter.
-            if api == "v2":
+                assert ses.stale_grants == 1
+            # Closed: the handler is gone from the user's client; a stale grant in the
+            # context no longer stops its requests.
+            stale = Grant(units=1, at=0.0, waited=0.0, expires=0.0)
+            with holding(stale, asyncio.get_running_loop()):
                 await client.send_email(
                     FromEmailAddress="shop@example.com",
                     Destination={"ToAddresses": ["c@example.org"]},
                     Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}},
                 )
-            else:
-                await client.send_raw_email(
-                    Source="shop@example.com",
-                    Destinations=["c@example.org"],
-                    RawMessage={"Data": b"From: shop@example.com\r\nSubject: s\r\n\r\nb\r\n"},
-                )
-            assert len(limiter.sent_from) == 4
+    assert len(endpoint.stats().send_arrivals) == 2
 
 
-class _CountingLimiter(LocalRateLimiter):
-    """Counts how often the transport reports that a request is leaving."""
-
-    marks = 0
-
-    def mark_sent(self) -> None:
-        self.marks += 1
-        super().mark_sent()
-
-
-@pytest.mark.parametrize("lean_http", [True, False])
-async def test_a_request_waiting_for_a_new_connection_is_counted_from_when_it_is_ready(
-    lean_http: bool,
-) -> None:
-    # Marked when granted, at before-send, and (lean HTTP session) once more when a new
-    # connection it waited for is ready: the rate window counts what the server sees.
-    limiter = _CountingLimiter(1000)
+async def test_after_an_idle_spell_the_first_send_goes_alone() -> None:
+    # keep-alive 0.4 s: idle after 0.2 s. The five sends after the pause wait for the
+    # first one's answer (50 ms latency) before their requests start.
+    config = AioConfig(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connector_args={"keepalive_timeout": 0.4},
+    )
     async with (
-        SESEndpoint() as endpoint,
-        SESTransport(endpoint_url=endpoint.url, rate_limiter=limiter, lean_http=lean_http) as ses,
+        SESEndpoint(latency=0.05) as endpoint,
+        get_session().create_client("sesv2", config=config, **endpoint.client_kwargs()) as client,
+        SESTransport(client, sending_rate=1000) as ses,
     ):
         await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
-        opened = endpoint.stats().connections_opened
-        marks = limiter.marks
-        # Five at once: the pool must open new connections for some of them.
+        await asyncio.sleep(0.3)
         await asyncio.gather(
             *(ses.send_mail(from_=SENDER, to=f"r{i}@example.org", text="x") for i in range(5))
         )
-        new = endpoint.stats().connections_opened - opened
-        assert new >= 1
-        assert limiter.marks - marks == 5 * 2 + (new if lean_http else 0)
+    arrivals = sorted(endpoint.stats().send_arrivals)
+    assert len(arrivals) == 6
+    assert arrivals[2] - arrivals[1] >= 0.045  # the rest waited for the first one's answer
+    assert arrivals[-1] - arrivals[2] < 0.045  # and then went together
+
+
+class _BugInHandler(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["attribute", "wrapped-type"])
+async def test_a_bug_below_the_transport_is_raised_with_its_type_not_as_unknown(
+    kind: str,
+) -> None:
+    from botocore.exceptions import HTTPClientError
+
+    def broken(**_: Any) -> None:
+        if kind == "attribute":
+            raise AttributeError("'Something' object has no attribute 'missing'")
+        raise HTTPClientError(error=TypeError("unsupported operand"))
+
+    expected = AttributeError if kind == "attribute" else TypeError
+    async with SESEndpoint() as endpoint:
+        config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
+        async with get_session().create_client(
+            "sesv2", config=config, **endpoint.client_kwargs()
+        ) as client:
+            client.meta.events.register_first("before-send.sesv2.SendEmail", broken)
+            async with SESTransport(client) as ses:
+                with pytest.raises(expected) as caught:
+                    await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+    assert not isinstance(caught.value, DeliveryError)
+    assert endpoint.stats().send_arrivals == ()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from asyncmailer.limits.base import AdaptiveRate, RateLimiter
+from asyncmailer.limits.base import AdaptiveRate, Grant, RateLimiter
 from asyncmailer.limits.local import LocalRateLimiter
 from asyncmailer.limits.redis import RedisRateLimiter
 
-__all__ = ["AdaptiveRate", "LocalRateLimiter", "RateLimiter", "RedisRateLimiter"]
+__all__ = ["AdaptiveRate", "Grant", "LocalRateLimiter", "RateLimiter", "RedisRateLimiter"]

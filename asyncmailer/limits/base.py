@@ -13,7 +13,32 @@ from dataclasses import dataclass
 
 from asyncmailer.errors import ConfigurationError
 
-__all__ = ["AdaptiveRate", "RateLimiter"]
+__all__ = ["AdaptiveRate", "Grant", "RateLimiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Units handed out by :meth:`RateLimiter.acquire`, and when they count as started.
+
+    A grant is valid for ``margin`` seconds after ``at``: the limiter counts every unit for
+    ``window + margin`` seconds from ``at``, so a request that leaves before
+    :attr:`expires` lands inside the window the limiter accounted for. A transport checks
+    the grant at the last moment before its request leaves and asks again when it is
+    stale (see ``docs/rate-limiting.md``).
+    """
+
+    #: Units granted (SES: recipients).
+    units: int
+    #: Event-loop time (``loop.time()``) at which the units count as started.
+    at: float
+    #: Seconds the caller waited for them.
+    waited: float
+    #: Event-loop time after which a request for these units must not leave.
+    expires: float
+
+    def expired(self, now: float) -> bool:
+        """True if a request leaving at ``now`` would fall outside the accounted window."""
+        return now > self.expires
 
 
 class RateLimiter(abc.ABC):
@@ -34,9 +59,14 @@ class RateLimiter(abc.ABC):
     async def open(self) -> None:
         """Bind to the running event loop and create connections or timers."""
 
+    @property
     @abc.abstractmethod
-    async def acquire(self, weight: int = 1) -> float:
-        """Wait until ``weight`` units may start; return the seconds waited.
+    def margin(self) -> float:
+        """Seconds a grant stays valid; each unit is counted for ``window + margin``."""
+
+    @abc.abstractmethod
+    async def acquire(self, weight: int = 1) -> Grant:
+        """Wait until ``weight`` units may start; return the :class:`Grant`.
 
         A weight above the per-second rate is allowed: it waits proportionally longer.
         Cancelling a waiting caller gives its place back.
@@ -49,23 +79,6 @@ class RateLimiter(abc.ABC):
     @abc.abstractmethod
     def throttled(self) -> None:
         """Report that the backend said the rate was exceeded; the limiter backs off."""
-
-    def mark_sent(self) -> None:  # noqa: B027 - optional hook
-        """Note that the request for this task's latest grant is leaving now.
-
-        Transports call this at the last moment before the request is written (for SES,
-        aiobotocore's ``before-send`` event, after signing). A limiter that keeps a log of
-        its grants may record the unit at this later time, so that a window is measured
-        the way the server sees it. Calling it without a grant does nothing.
-        """
-
-    def mark_done(self) -> None:  # noqa: B027 - optional hook
-        """Note that the request for this task's latest grant was answered (or failed).
-
-        The answer is the latest moment the server can have seen the request. A limiter
-        may count a burst's first units from it: those requests may have waited for new
-        connections after ``mark_sent``. Calling it without a grant does nothing.
-        """
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what :meth:`open` created."""

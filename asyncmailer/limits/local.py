@@ -6,10 +6,10 @@ loses every wake-up delay and sustains a few percent under R. This limiter combi
 
 1. an ``AsyncLimiter`` of one unit plus a small bank (2 ms of sending, at most one unit)
    that spaces units evenly, a hair under R (``pace``), and absorbs late wake-ups; and
-2. a sliding log of the units granted in the last second (plus a small ``margin``) that
-   refuses any unit that would put more than R units into one window. When the transport
-   reports the moment a granted request actually leaves (:meth:`mark_sent`), the log holds
-   that moment instead of the grant, so windows are counted as the server counts them.
+2. a sliding log of the grants of the last ``window + margin`` seconds that refuses any
+   grant that would put more than R units into it. A grant is dated when its last unit
+   passed the bucket, and is valid for ``margin`` seconds (:class:`~asyncmailer.limits.Grant`):
+   a request that leaves within its validity lands in the window the log accounted for.
 
 Even spacing matters as much as the count: requests granted in a pair or a burst reach the
 server spread out by the event loop's other work, and that is how a window overflows.
@@ -24,44 +24,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from contextvars import ContextVar
 
 from aiolimiter import AsyncLimiter
 
-from asyncmailer.errors import TransportStateError
-from asyncmailer.limits.base import AdaptiveRate, RateLimiter, validate_rate
+from asyncmailer.errors import ConfigurationError, TransportStateError
+from asyncmailer.limits.base import AdaptiveRate, Grant, RateLimiter, validate_rate
 
 __all__ = ["LocalRateLimiter"]
 
 # Floating-point slack when comparing sums of units against the window capacity.
 _EPS = 1e-9
-
-
-class _Entry:
-    """One grant in the sliding log."""
-
-    __slots__ = ("at", "cold", "expires", "in_log", "units")
-
-    def __init__(self, at: float, units: float, expires: float, cold: bool) -> None:
-        #: When the units started: the grant, then when the request left or was answered.
-        self.at = at
-        self.units = units
-        #: When the units leave the window (``at`` + window + margin).
-        self.expires = expires
-        #: Granted in the first window after an idle spell (see ``mark_done``).
-        self.cold = cold
-        self.in_log = True
-
-
-def _expiry(entry: _Entry) -> float:
-    return entry.expires
-
-
-# The calling task's latest grant: its limiter, its task (a task created later inherits
-# the variable, not the grant) and its log entries, which mark_sent() and mark_done() move.
-_LATEST_GRANT: ContextVar[
-    tuple[LocalRateLimiter, asyncio.Task[object] | None, list[_Entry]] | None
-] = ContextVar("asyncmailer_latest_grant", default=None)
 
 
 class LocalRateLimiter(RateLimiter):
@@ -71,24 +43,20 @@ class LocalRateLimiter(RateLimiter):
 
         limiter = LocalRateLimiter(14)          # SES sandbox: 14 recipients/s
         await limiter.open()                    # inside the running loop
-        waited = await limiter.acquire(3)       # a message with three recipients
+        grant = await limiter.acquire(3)        # a message with three recipients
 
-    ``margin`` widens the window slightly (seconds) so that scheduling jitter between the
-    grant and the request reaching the server cannot squeeze R+1 starts into a second.
-    Units granted in the first window after an idle spell (nothing granted for a window)
-    are counted from the answer to their request (:meth:`mark_done`): those
-    requests may open new connections (a TLS handshake), so when they reached the server
-    is only bounded by their answer. This costs at most one round trip once per burst,
-    nothing while sending steadily.
+    ``margin`` (seconds) is how long a grant stays valid: the log counts each grant for
+    ``window + margin``, so a request that leaves up to ``margin`` after its grant still
+    lands in the window the log accounted for. The transports check the grant at the last
+    moment before the request leaves and ask again when it is older (``docs/rate-limiting.md``).
+    A wider margin tolerates longer stalls but costs sustained rate: ``rate / (1 + margin)``.
     """
 
     __slots__ = (
         "_adaptive",
         "_bucket",
-        "_burst_end",
         "_cap",
         "_chunk",
-        "_last_grant",
         "_lock",
         "_log",
         "_log_units",
@@ -101,7 +69,7 @@ class LocalRateLimiter(RateLimiter):
 
     #: Length of the sliding window, seconds.
     window: float
-    #: Extra seconds added to the window to absorb jitter after the grant.
+    #: Seconds a grant stays valid; each grant is counted for ``window + margin``.
     margin: float
     #: Seconds of sending the bucket may bank (at most one unit) to absorb late wake-ups.
     bank: float
@@ -113,21 +81,22 @@ class LocalRateLimiter(RateLimiter):
         rate: float,
         *,
         window: float = 1.0,
-        margin: float = 0.002,
+        margin: float = 0.01,
         pace: float = 0.004,
         bank: float = 0.002,
     ) -> None:
         self._adaptive = AdaptiveRate(validate_rate(rate))
         self.window = validate_rate(window, option="window")
-        self.margin = margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+            raise ConfigurationError(f"margin must be >= 0, got {margin!r}", option="margin")
+        self.margin = float(margin)
         self.pace = pace
         self.bank = bank
         self._bucket: AsyncLimiter | None = None
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._log: deque[_Entry] = deque()
-        self._burst_end = float("-inf")
-        self._last_grant = float("-inf")
+        # (expires, units) of each grant, in grant order (and so in expiry order).
+        self._log: deque[tuple[float, float]] = deque()
         self._log_units = 0.0
         self._cap = 0.0
         self._chunk = 0.0
@@ -149,10 +118,7 @@ class LocalRateLimiter(RateLimiter):
         """Create the loop-bound state (bucket, lock) in the running loop."""
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
-        for entry in self._log:
-            entry.in_log = False
         self._log.clear()
-        self._burst_end = self._last_grant = float("-inf")
         self._log_units = 0.0
         self._rebuild()
 
@@ -186,116 +152,60 @@ class LocalRateLimiter(RateLimiter):
         capacity = self._chunk + min(1.0, rate * self.bank)
         # The bucket paces a little under the rate (``pace``): R+1 grants then span more
         # than a window, so every window keeps slack for the jitter between a grant and
-        # its request reaching the server, and the sliding log only binds after jitter.
+        # its request reaching the server.
         self._bucket = AsyncLimiter(capacity, capacity * (1.0 + self.pace) / rate)
 
-    async def acquire(self, weight: int = 1) -> float:
-        """Wait for ``weight`` units (FIFO); return the seconds waited."""
+    async def acquire(self, weight: int = 1) -> Grant:
+        """Wait for ``weight`` units (FIFO); return the :class:`~asyncmailer.limits.Grant`.
+
+        A heavy grant's units pass the bucket one by one (its spacing is kept) and the
+        grant is dated when the last one passed: its request leaves after that, with all
+        its recipients at once, which is when the server counts them.
+        """
         loop, lock = self._loop, self._lock
         if loop is None or lock is None:
             raise TransportStateError("rate limiter used before open()", state="unopened")
-        if weight <= 0:
-            return 0.0
         start = loop.time()
+        if weight <= 0:
+            return Grant(units=0, at=start, waited=0.0, expires=float("inf"))
         async with lock:
             if self._adaptive.tick(loop.time()):
                 self._rebuild()
             remaining = float(weight)
-            entries: list[_Entry] = []
             while remaining > _EPS:
                 chunk = min(remaining, self._chunk)
                 bucket = self._bucket
                 assert bucket is not None
                 await bucket.acquire(chunk)
-                entries.append(await self._admit(loop, chunk))
                 remaining -= chunk
-        _LATEST_GRANT.set((self, asyncio.current_task(), entries))
-        return loop.time() - start
+            at = await self._admit(loop, float(weight))
+        return Grant(units=weight, at=at, waited=at - start, expires=at + self.margin)
 
-    def mark_sent(self) -> None:
-        """Move this task's latest grant to the current time (its request is leaving).
+    async def _admit(self, loop: asyncio.AbstractEventLoop, units: float) -> float:
+        """Record ``units`` in the sliding log once it has room; return the grant's time.
 
-        Between a grant and the request's write the event loop may run other work; counting
-        the unit from the later moment keeps the window exact as the server sees it.
-        """
-        entries = self._latest()
-        if entries:
-            self._move(entries)
-
-    def mark_done(self) -> None:
-        """This task's latest request was answered: count a burst's first units from now.
-
-        Only units granted in the first window after an idle spell move (their requests
-        may have waited for new connections); steady sending is unaffected.
-        """
-        entries = self._latest()
-        if entries and entries[0].cold:
-            self._move(entries)
-
-    def _latest(self) -> list[_Entry] | None:
-        latest = _LATEST_GRANT.get()
-        if latest is None or latest[0] is not self or self._loop is None:
-            return None
-        if latest[1] is not asyncio.current_task():
-            return None
-        return latest[2]
-
-    def _move(self, entries: list[_Entry]) -> None:
-        assert self._loop is not None
-        # A heavy message's units were granted one after another: shift them all by the
-        # delay since the last one, keeping their spacing (collapsing them onto one moment
-        # would make the next message wait for the whole of its window again).
-        delay = self._loop.time() - entries[-1].at
-        if delay <= 0:
-            return
-        moving = {id(entry) for entry in entries if entry.in_log}
-        for entry in entries:
-            entry.at += delay
-            entry.expires += delay
-        # Keep the log in expiry order: the moved entries are among the most recent, so
-        # take the tail off down to the oldest of them, sort it and put it back.
-        log = self._log
-        tail: list[_Entry] = []
-        while moving and log:
-            entry = log.pop()
-            moving.discard(id(entry))
-            tail.append(entry)
-        tail.sort(key=_expiry)
-        log.extend(tail)
-
-    async def _admit(self, loop: asyncio.AbstractEventLoop, units: float) -> _Entry:
-        """Record ``units`` in the sliding log once the window has room; return the entry.
-
-        The log is in expiry order (:meth:`_move` keeps it so); an entry leaves it
-        ``window + margin`` after its time.
+        Each grant stays in the log for ``window + margin`` seconds. A grant larger than
+        the window's capacity is admitted alone, into an empty log.
         """
         span = self.window + self.margin
         log = self._log
         while True:
             now = loop.time()
-            while log and log[0].expires <= now:
-                gone = log.popleft()
-                gone.in_log = False
-                self._log_units -= gone.units
+            while log and log[0][0] <= now:
+                self._log_units -= log.popleft()[1]
             if not log:
                 self._log_units = 0.0  # no drift from float sums
             if self._log_units + units <= self._cap + _EPS or not log:
-                # A burst after an idle spell: nothing granted for a window, nor for 1.5
-                # times the steady spacing (slow rates).
-                if now - self._last_grant > max(self.window, 1.5 / self._adaptive.current):
-                    self._burst_end = now + self.window
-                self._last_grant = now
-                entry = _Entry(now, units, now + span, cold=now < self._burst_end)
-                log.append(entry)
+                log.append((now + span, units))
                 self._log_units += units
-                return entry
-            # Sleep until enough of the oldest grants have left the window.
+                return now
+            # Sleep until enough of the oldest grants have left the log.
             excess = self._log_units + units - self._cap
             freed = 0.0
-            wake = log[-1].expires
-            for entry in log:
-                freed += entry.units
+            wake = log[-1][0]
+            for expires, entry_units in log:
+                freed += entry_units
                 if freed >= excess - _EPS:
-                    wake = entry.expires
+                    wake = expires
                     break
             await asyncio.sleep(wake - now)

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from asyncmailer.errors import ConfigurationError, RateLimiterError, TransportStateError
-from asyncmailer.limits.base import AdaptiveRate, RateLimiter, validate_rate
+from asyncmailer.limits.base import AdaptiveRate, Grant, RateLimiter, validate_rate
 from asyncmailer.limits.local import LocalRateLimiter
 
 if TYPE_CHECKING:
@@ -505,17 +505,20 @@ class RedisRateLimiter(RateLimiter):
 
     # ------------------------------------------------------------------ acquiring
 
-    async def acquire(self, weight: int = 1) -> float:
-        """Wait until ``weight`` units may start (FIFO in this process); return the seconds waited.
+    async def acquire(self, weight: int = 1) -> Grant:
+        """Wait until ``weight`` units may start (FIFO in this process); return the grant.
+
+        The grant is dated at the start time Redis reserved for it (in this process's
+        clock), not when this task woke up: a late wake-up eats into its validity.
 
         Raises :class:`~asyncmailer.errors.RateLimiterError` when Redis is unreachable and
         the policy is ``"fail"``, or when no rate is known.
         """
         loop, lock = self._check_open()
         weight = math.ceil(weight)  # whole units: the log records integers
-        if weight <= 0:
-            return 0.0
         start = loop.time()
+        if weight <= 0:
+            return Grant(units=0, at=start, waited=0.0, expires=float("inf"))
         await lock.acquire()
         locked = True
         try:
@@ -549,7 +552,10 @@ class RedisRateLimiter(RateLimiter):
                     except asyncio.CancelledError:
                         self._spawn(self._background_call("release", member=reply[2]))
                         raise
-                    return loop.time() - start
+                    at = max(deadline, start)
+                    return Grant(
+                        units=weight, at=at, waited=at - start, expires=at + self.margin
+                    )
             elif self.on_redis_error == "fail":
                 raise RateLimiterError(
                     f"the shared rate limiter is unavailable (Redis: {self._last_error}; next "
@@ -560,11 +566,11 @@ class RedisRateLimiter(RateLimiter):
                 raise RateLimiterError(
                     f"Redis is unavailable and no rate is known for key {self.key!r}"
                 )
-            await fallback.acquire(weight)
+            grant = await fallback.acquire(weight)
         finally:
             if locked:
                 lock.release()
-        return loop.time() - start
+        return Grant(units=weight, at=grant.at, waited=grant.at - start, expires=grant.expires)
 
     # ------------------------------------------------------------------ internals
 

@@ -26,6 +26,7 @@ connection closed or reset after sending, read timeout  DeliveryUnknownError / D
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from typing import Any
@@ -48,7 +49,7 @@ from asyncmailer.errors import (
     ServiceUnavailableError,
 )
 
-__all__ = ["map_ses_error"]
+__all__ = ["map_ses_error", "wrapped_bug"]
 
 # SES ends these messages with the identity: "... in region EU-WEST-1: ada@example.com",
 # moto with "... from email ada@example.com".
@@ -103,7 +104,7 @@ def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailErr
         return DeliveryTimeoutError(
             f"SES did not answer in time; the message may have been accepted: {exc}"
         )
-    if isinstance(exc, bce.EndpointConnectionError):
+    if isinstance(exc, bce.ConnectionError):  # Endpoint/Proxy connection, SSL
         if _never_connected(exc):
             return ServiceUnavailableError(
                 f"could not connect to SES: {exc}", outcome=Outcome.RETRY_SAFE
@@ -112,45 +113,68 @@ def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailErr
             f"the connection to SES failed during the request; the message may have been "
             f"accepted: {exc}"
         )
-    if isinstance(exc, bce.SSLError) and _never_connected(exc):
-        return ServiceUnavailableError(
-            f"could not open a TLS connection to SES: {exc}", outcome=Outcome.RETRY_SAFE
-        )
-    if isinstance(exc, bce.HTTPClientError) and _invalid_request(exc):
-        return ConfigurationError(
-            f"the request to SES could not be written, nothing was sent: {exc}",
-            option="client",
-        )
+    if isinstance(exc, bce.HTTPClientError) and wrapped_bug(exc) is not None:
+        return None  # a bug below the HTTP layer, not a network outcome: raised as it is
     if isinstance(exc, bce.ConnectionClosedError | bce.HTTPClientError):
         return DeliveryUnknownError(
             f"the connection to SES closed before the answer; the message may have been "
             f"accepted: {exc}"
         )
+    if isinstance(exc, bce.IncompleteReadError | bce.ChecksumError):
+        return DeliveryUnknownError(
+            f"SES's answer could not be read whole; the message may have been accepted: {exc}"
+        )
+    if isinstance(exc, bce.BotoCoreError):
+        # Everything else botocore raises happens before a request is built or sent
+        # (credentials, signing, endpoint resolution, an unknown operation).
+        return ConfigurationError(
+            f"botocore could not make the SES request, nothing was sent: {exc}",
+            option="client",
+        )
     return None
 
 
-def _never_connected(exc: BaseException) -> bool:
-    """True when the HTTP layer failed to open the connection, so nothing was sent."""
-    from asyncmailer.transports._ses_http import ConnectFailedError
+def _network_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncio.TimeoutError)
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - aiobotocore depends on aiohttp
+        return errors
+    return (*errors, aiohttp.ClientError)
 
-    kwargs = getattr(exc, "kwargs", {})
-    cause = kwargs.get("error")
-    # LeanHTTPSession: ConnectFailedError (the TCP connection never opened) or
-    # connected=False (the TLS handshake failed). gaierror: DNS failed.
-    if kwargs.get("connected") is False or isinstance(cause, ConnectFailedError | socket.gaierror):
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the HTTP layer failed to open the connection, so nothing was sent.
+
+    aiobotocore raises ``EndpointConnectionError(error=...)`` with aiohttp's
+    ``ClientConnectorError`` when the TCP connection (or its TLS handshake) could not be
+    opened, and with ``socket.gaierror`` when the name did not resolve.
+    """
+    cause = getattr(exc, "kwargs", {}).get("error")
+    if isinstance(cause, socket.gaierror):
         return True
     try:
         import aiohttp
-    except ImportError:  # pragma: no cover
+    except ImportError:  # pragma: no cover - aiobotocore depends on aiohttp
         return False
-    return isinstance(cause, aiohttp.ClientConnectorError)  # the same, from aiohttp
+    return isinstance(cause, aiohttp.ClientConnectorError)
 
 
-def _invalid_request(exc: BaseException) -> bool:
-    """True when LeanHTTPSession refused to write the request (nothing was sent)."""
-    from asyncmailer.transports._ses_http import InvalidRequestError
+def wrapped_bug(exc: BaseException) -> BaseException | None:
+    """The error inside a botocore ``HTTPClientError`` when it is not a network error.
 
-    return isinstance(getattr(exc, "kwargs", {}).get("error"), InvalidRequestError)
+    aiobotocore wraps *every* exception its HTTP session raises in ``HTTPClientError``,
+    including an ``AttributeError`` or ``TypeError`` from a bug: that is not a delivery
+    outcome and must not be reported as "the message may have been accepted".
+    """
+    from botocore.exceptions import HTTPClientError
+
+    if not isinstance(exc, HTTPClientError):
+        return None
+    cause = getattr(exc, "kwargs", {}).get("error")
+    if cause is None or isinstance(cause, _network_errors()):
+        return None
+    return cause if isinstance(cause, BaseException) else None
 
 
 def _map_client_error(exc: Any, *, action: str, configuration_set: str | None = None) -> MailError:

@@ -63,7 +63,9 @@ from asyncmailer.limits import LocalRateLimiter, RateLimiter
 from asyncmailer.message import Message
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
+from asyncmailer.transports._grant import GrantExpired, check_grant, holding
 from asyncmailer.transports._pacer import LoopPacer
+from asyncmailer.transports._warm import WarmGate
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -117,6 +119,16 @@ class _SendTrack:
         #: An earlier attempt ended ambiguously and was retried: it may have been accepted.
         self.maybe_sent = False
         self.message_id: str | None = None
+
+
+class _Waits:
+    """Seconds one ``send_mail`` call spent waiting, over all its attempts."""
+
+    __slots__ = ("connection", "rate")
+
+    def __init__(self) -> None:
+        self.connection = 0.0
+        self.rate = 0.0
 
 
 class Transport(abc.ABC):
@@ -208,6 +220,11 @@ class Transport(abc.ABC):
         self._scopes: set[anyio.CancelScope] = set()
         self._failures: list[tuple[str | None, BaseException]] = []
         self._rng = random.Random()
+        self._warm_gate: WarmGate | None = None
+        #: Grants that went stale before their request left and were asked for again
+        #: (see ``docs/rate-limiting.md``); a steadily rising count means the event loop
+        #: or the machine is too busy for the limiter's ``margin``.
+        self.stale_grants = 0
 
     # ------------------------------------------------------------------ the interface
 
@@ -216,6 +233,18 @@ class Transport(abc.ABC):
 
     async def _close(self) -> None:  # noqa: B027 - optional hook
         """Release backend resources. Runs once, after draining, even if ``_open`` failed."""
+
+    def _idle_timeout(self) -> float | None:
+        """Seconds without traffic after which the backend's connections count as cold.
+
+        When not None, the first send after such a spell goes alone (:mod:`._warm`). Runs
+        once, after :meth:`_open`.
+        """
+        return None
+
+    async def _warm_up(self) -> bool:
+        """Make the backend's connections warm before the first send; True if it did."""
+        return False
 
     def _preflight(self, composed: ComposedMessage, message: Message | None) -> None:  # noqa: B027
         """Raise a :class:`~asyncmailer.errors.MessageError` if the backend would refuse."""
@@ -281,6 +310,11 @@ class Transport(abc.ABC):
         self._state = TransportState.OPEN
         try:
             await self._open()
+            idle = self._idle_timeout()
+            if idle is not None:
+                self._warm_gate = WarmGate(self._loop, idle)
+                if await self._warm_up():
+                    self._warm_gate.warmed()
             limiter = self._rate_limiter_given
             if limiter is None:
                 rate = self._initial_rate()
@@ -492,53 +526,40 @@ class Transport(abc.ABC):
         loop = self._loop
         assert loop is not None
         weight = self._weight(composed)
-        rate_wait = conn_wait = 0.0
+        waits = _Waits()
         attempt = 0
         while True:
             attempt += 1
             track.attempts = attempt
             track.phase = _Phase.WAITING
             error: DeliveryError
-            delivering = False
             try:
                 await self._reserve(composed, msg)
                 try:
-                    queued_at = loop.time()
-                    async with self._semaphore or contextlib.nullcontext():
-                        conn_wait += loop.time() - queued_at
-                        limiter = self._limiter
-                        if limiter is not None:
-                            rate_wait += await limiter.acquire(weight)
-                        if self._pacer is not None:
-                            # Ahead of every composing step: the rate unit is granted.
-                            await self._pacer.turn(urgent=True)
-                        if limiter is not None:
-                            # Transports that can tell the later moment the request is
-                            # written (SES: before-send) mark it again then.
-                            limiter.mark_sent()
-                        delivering = True
-                        track.phase = _Phase.IN_FLIGHT
-                        try:
-                            delivery = await self._deliver(composed, msg)
-                        finally:
-                            if limiter is not None:
-                                limiter.mark_done()
+                    delivery = await self._attempt(composed, msg, weight, track, waits)
                 except BaseException:
-                    if not delivering:
+                    if track.phase is not _Phase.IN_FLIGHT:
                         self._unreserve(composed, msg)
                     raise
             except DeliveryError as exc:
                 error = exc
             except MailError:
                 raise  # usage or message errors: nothing to retry
-            except Exception as exc:
-                if not delivering:
+            except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+                # A network outcome the transport did not map: once the request may have
+                # been written, the outcome is unknown.
+                if track.phase is not _Phase.IN_FLIGHT:
                     raise
                 error = DeliveryUnknownError(
-                    f"{type(self).__name__} failed unexpectedly during the request "
+                    f"{type(self).__name__}'s connection failed during the request "
                     f"({type(exc).__name__}: {exc}); the backend may have accepted the message"
                 )
                 error.__cause__ = exc
+            except Exception as exc:
+                # Not a network or service outcome: a bug in asyncmailer or a dependency.
+                # Raised as it is, never disguised as "the message may have been delivered".
+                _note_bug(exc, type(self).__name__)
+                raise
             else:
                 if track.maybe_sent:
                     logger.warning(
@@ -551,8 +572,8 @@ class Transport(abc.ABC):
                     envelope=composed.envelope,
                     message_id=delivery.message_id,
                     response=delivery.response,
-                    rate_wait=rate_wait,
-                    connection_wait=conn_wait,
+                    rate_wait=waits.rate,
+                    connection_wait=waits.connection,
                     attempts=attempt,
                     elapsed=loop.time() - started,
                     transport=self.name,
@@ -578,6 +599,49 @@ class Transport(abc.ABC):
             )
             track.phase = _Phase.BACKOFF
             await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        composed: ComposedMessage,
+        msg: Message | None,
+        weight: int,
+        track: _SendTrack,
+        waits: _Waits,
+    ) -> Delivery:
+        """One attempt: connection slot → (warm gate) → rate grant → ``_deliver``.
+
+        ``track.phase`` is ``IN_FLIGHT`` from the moment the backend may see the request.
+        A grant that went stale before the request left (:mod:`._grant`) is given up and
+        asked for again; nothing was written.
+        """
+        loop = self._loop
+        assert loop is not None
+        queued_at = loop.time()
+        async with self._semaphore or contextlib.nullcontext():
+            waits.connection += loop.time() - queued_at
+            gate = self._warm_gate
+            alone = await gate.enter() if gate is not None else False
+            try:
+                while True:
+                    grant = None
+                    if self._limiter is not None:
+                        grant = await self._limiter.acquire(weight)
+                        waits.rate += grant.waited
+                    if self._pacer is not None:
+                        # Ahead of every composing step: the rate unit is granted.
+                        await self._pacer.turn(urgent=True)
+                    track.phase = _Phase.IN_FLIGHT
+                    try:
+                        with holding(grant, loop):
+                            check_grant()
+                            return await self._deliver(composed, msg)
+                    except GrantExpired as stale:
+                        track.phase = _Phase.WAITING
+                        self.stale_grants += 1
+                        logger.debug("asyncmailer: %s; asking the rate limiter again", stale)
+            finally:
+                if gate is not None:
+                    gate.leave(alone)
 
     @staticmethod
     def _final(error: DeliveryError, track: _SendTrack) -> DeliveryError:
@@ -697,6 +761,18 @@ class Transport(abc.ABC):
                 if leftover is not None and leftover.done() and not leftover.cancelled():
                     leftover.exception()  # mark retrieved: no "never retrieved" warning
             await source.aclose()
+
+
+def _note_bug(exc: BaseException, transport: str) -> None:
+    """Add a hint to an unexpected exception (kept as it is) and log it."""
+    note = (
+        f"asyncmailer: {type(exc).__name__} escaped {transport} during a send; this is a bug "
+        "in asyncmailer or one of its dependencies (please report it with this traceback)"
+    )
+    add_note = getattr(exc, "add_note", None)  # Python 3.11+
+    if add_note is not None:
+        add_note(note)
+    logger.error("%s: %s", note, exc)
 
 
 async def _aiter(

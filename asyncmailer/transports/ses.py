@@ -8,8 +8,11 @@ Example::
         )
         print(result.message_id)   # <0102018c...@eu-west-1.amazonses.com>
 
-All aiobotocore/botocore I/O of the library lives in this module; errors are mapped in
-:mod:`asyncmailer.transports._ses_errors`.
+The SES requests of the library are made in this module, through aiobotocore clients
+used as they come (stock HTTP session, signer and event emitter): the transport only
+registers one handler on botocore's documented ``before-send`` event. Errors are mapped
+in :mod:`asyncmailer.transports._ses_errors`; creating the client lives in
+:mod:`asyncmailer.transports._ses_client`.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Message
 from asyncmailer.result import ComposedMessage
 from asyncmailer.retry import RetryPolicy
-from asyncmailer.transports._ses_client import ON_CONNECTED, preload_data, tune_client, warm_up
-from asyncmailer.transports._ses_errors import map_ses_error
+from asyncmailer.transports._grant import GrantExpired, check_grant
+from asyncmailer.transports._ses_client import idle_timeout, preload_data, warm_up
+from asyncmailer.transports._ses_errors import map_ses_error, wrapped_bug
 from asyncmailer.transports._ses_quota import DailyQuotaPolicy, QuotaTracker
 from asyncmailer.transports.base import Delivery, Transport
 
@@ -80,8 +84,9 @@ class SESTransport(Transport):
       client the transport creates one in ``__aenter__`` from the standard AWS credential
       and region chain (``region_name``, ``endpoint_url``, ``session`` optional) and closes
       it on exit.
-    - ``api``: ``"v1"`` (``SendRawEmail``), ``"v2"`` (SESv2 ``SendEmail``, 40 MB limit, less
-      CPU), or ``"auto"``: from the client, else v1.
+    - ``api``: ``"v2"`` (SESv2 ``SendEmail`` with raw content: AWS's current API, 40 MB
+      messages, less CPU), ``"v1"`` (``SendRawEmail``, 10 MB), or ``"auto"``: from the
+      client you pass, else v2.
     - ``sending_rate``: recipients per second (SES counts each recipient), or ``"auto"`` to
       use the account's ``MaxSendRate`` × ``quota_safety_factor``, refreshed every
       ``quota_refresh`` seconds.
@@ -94,15 +99,15 @@ class SESTransport(Transport):
       is known (``sending_rate="auto"`` or ``track_daily_quota=True``): ``"fail"`` raises
       :class:`~asyncmailer.errors.DailyQuotaExceededError` before any request, ``"wait"``
       waits for the window to move, ``"ignore"`` sends anyway.
-    - The rate limiter hears when each signed request leaves (an observing handler on
-      aiobotocore's ``before-send`` event for the send operation; removed again on close
-      from a client you passed in), so its windows match what SES counts.
-    - ``lean_http`` (default on): the client the transport creates sends its requests on
-      asyncmailer's HTTP/1.1 connection pool (:class:`LeanHTTPSession`, a subclass of
-      aiobotocore's aiohttp session) instead of aiohttp: the same requests for less than
-      half the CPU. Proxies, client certificates and custom connector arguments still go
-      through aiohttp. ``False`` keeps aiobotocore's session. A client you pass in is
-      never changed.
+    - Rate precision: a rate grant is valid for the limiter's ``margin``. A handler on
+      botocore's ``before-send`` event for the send operation (after signing, just before
+      the HTTP layer; removed again on close from a client you passed in) checks it; a
+      stale grant is given up before anything is written, and the request is built and
+      signed again on a fresh grant. ``warm_up`` (default on) makes one cheap request
+      (``GetAccount`` / ``GetSendQuota``) when the transport opens, on your client too, so
+      that no cold HTTP session sits behind the first grant; after an idle spell longer
+      than half the client's keep-alive timeout, the first send goes alone and the others
+      wait for its answer (``docs/rate-limiting.md``).
     - ``cooperative`` (and the other common options): see :class:`Transport`.
     """
 
@@ -134,7 +139,6 @@ class SESTransport(Transport):
         track_daily_quota: bool | None = None,
         daily_quota: DailyQuotaPolicy = "fail",
         warm_up: bool = True,
-        lean_http: bool = True,
     ) -> None:
         auto = sending_rate == "auto"
         super().__init__(
@@ -159,17 +163,14 @@ class SESTransport(Transport):
             )
         #: True when the rate comes from the account's quota.
         self.auto_rate = auto
-        #: Make one cheap request when opening, so the first send does not pay for the
-        #: HTTP session (only for the client the transport creates).
+        #: Make one cheap request when opening (on a client passed in too), so that the
+        #: first rate-limited send does not wait for a cold HTTP session.
         self.warm_up = warm_up
-        #: Send the created client's requests on asyncmailer's lean HTTP/1.1 pool
-        #: (:mod:`asyncmailer.transports._ses_http`) instead of aiohttp.
-        self.lean_http = lean_http
         self._client_given = client
         self._client: Any = client
         self._api_asked: Api = api
         #: The API in use once open (``"v1"`` or ``"v2"``).
-        self.api: Literal["v1", "v2"] = "v1" if api == "auto" else api
+        self.api: Literal["v1", "v2"] = "v2" if api == "auto" else api
         #: Options merged into every API call (read when the transport opens).
         self.ses_defaults: dict[str, Any] = dict(ses_defaults or {})
         self.region_name = region_name
@@ -238,8 +239,8 @@ class SESTransport(Transport):
         self._defaults_merged = None
         service_id = self._client.meta.service_model.service_id.hyphenize()
         self._hook_event = f"before-send.{service_id}.{_OPERATIONS[client_api]}"
-        # Observes only (returns None): tells the rate limiter the moment the signed
-        # request is handed to the HTTP layer. Removed again on close (user clients).
+        # The last public moment before the request leaves: check the rate grant there.
+        # Removed again on close (a client passed in outlives the transport).
         self._client.meta.events.register(
             self._hook_event, self._before_send, unique_id=self._hook_id
         )
@@ -259,14 +260,20 @@ class SESTransport(Transport):
                 self.rate_limiter.set_rate(self._quota.rate)
         return self
 
-    def _before_send(self, request: Any = None, **_: Any) -> None:
-        limiter = self._limiter
-        if limiter is not None:
-            limiter.mark_sent()
-            context = getattr(request, "context", None)
-            if self.lean_http and context is not None:
-                # If the request must wait for a new connection, mark it again then.
-                context[ON_CONNECTED] = limiter.mark_sent
+    @staticmethod
+    def _before_send(**_: Any) -> None:
+        # Raises GrantExpired (nothing written yet) when the send's grant went stale.
+        check_grant()
+
+    def _idle_timeout(self) -> float | None:
+        return idle_timeout(self._client)
+
+    async def _warm_up(self) -> bool:
+        if self._quota.enabled:
+            return True  # reading the quota in _open was the warm-up
+        if not self.warm_up:
+            return False
+        return await warm_up(self._client, self.api)
 
     async def _close(self) -> None:
         if self._hook_event is not None and self._client is not None:
@@ -283,10 +290,8 @@ class SESTransport(Transport):
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
-        from asyncmailer.transports._ses_http import LeanHTTPSession
-
         session = self._session or get_session()
-        service = "sesv2" if self._api_asked == "v2" else "ses"
+        service = "ses" if self._api_asked == "v1" else "sesv2"
         # Parse botocore's data files in a thread, not on the event loop.
         await preload_data(session, service)
         pool = max(10, self.max_connections or 10)
@@ -298,7 +303,6 @@ class SESTransport(Transport):
             read_timeout=self.read_timeout,
             # We build the parameters; `ses` option names are checked against the model.
             parameter_validation=False,
-            **({"http_session_cls": LeanHTTPSession} if self.lean_http else {}),
         )
         key_id, secret, token = self.__credentials
         region = self.region_name or os.environ.get("AWS_REGION") or None
@@ -322,9 +326,6 @@ class SESTransport(Transport):
                 raise mapped from exc
             raise
         self._stack = stack
-        tune_client(client)
-        if self.warm_up and not self._quota.enabled:  # reading the quota warms it up too
-            await warm_up(client, "v2" if service == "sesv2" else "v1")
         return client
 
     def _check_client(self, client: Any) -> None:
@@ -514,19 +515,23 @@ class SESTransport(Transport):
                     RawMessage={"Data": composed.raw},
                     **options,
                 )
+        except GrantExpired:
+            raise  # from our before-send handler: nothing was written, the base asks again
         except Exception as exc:
             mapped = map_ses_error(
                 exc,
                 action=_ACTIONS[self.api],
                 configuration_set=options.get("ConfigurationSetName"),
             )
-            # An unmapped exception is reported as unknown by the base class: keep it counted.
-            if mapped is not None and not (
-                isinstance(mapped, DeliveryError) and mapped.outcome is Outcome.AMBIGUOUS
-            ):
-                self._quota.release(weight)  # SES sent nothing
             if mapped is None:
+                # Not a network or service outcome: a bug here or in a dependency, raised
+                # with its own type (the base class adds a hint to report it).
+                inner = wrapped_bug(exc)
+                if inner is not None:
+                    raise inner from exc
                 raise
+            if not (isinstance(mapped, DeliveryError) and mapped.outcome is Outcome.AMBIGUOUS):
+                self._quota.release(weight)  # SES sent nothing
             raise mapped from exc
         ses_id = str(answer["MessageId"])
         return Delivery(response=ses_id, message_id=self.format_message_id(ses_id))

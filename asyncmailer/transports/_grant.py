@@ -1,0 +1,58 @@
+"""The rate grant of the send in progress, checked at the last moment before a request leaves.
+
+A :class:`~asyncmailer.limits.Grant` is valid for the limiter's ``margin``: the limiter
+counted its units from ``grant.at`` for ``window + margin`` seconds. Between the grant and
+the moment the request leaves, the event loop may run other work (composing, a garbage
+collection, another process holding the CPU). :class:`Transport` publishes the grant
+of the call in progress here (a context variable, set and reset around that one call);
+a transport that can see a later moment than the call itself (SES: botocore's
+``before-send`` event, after signing) calls :func:`check_grant` there. A stale grant
+raises :class:`GrantExpired` *before* anything is written, and the transport asks the
+limiter again. The request is built and signed again too: a signed request is never held
+while waiting (SigV4 signatures expire after about five minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+from asyncmailer.limits import Grant
+
+__all__ = ["GrantExpired", "check_grant", "holding"]
+
+_CURRENT: ContextVar[tuple[Grant, asyncio.AbstractEventLoop] | None] = ContextVar(
+    "asyncmailer_current_grant", default=None
+)
+
+
+class GrantExpired(Exception):
+    """The grant of this send went stale before its request left; nothing was sent."""
+
+    def __init__(self, age: float) -> None:
+        super().__init__(f"rate grant {age * 1000:.1f} ms old when the request was to leave")
+        #: Seconds between the grant and the check.
+        self.age = age
+
+
+@contextlib.contextmanager
+def holding(grant: Grant | None, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Publish ``grant`` as the current task's grant for the duration of one backend call."""
+    token = _CURRENT.set(None if grant is None else (grant, loop))
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def check_grant() -> None:
+    """Raise :class:`GrantExpired` if the current task's grant is stale (no grant: no-op)."""
+    current = _CURRENT.get()
+    if current is None:
+        return
+    grant, loop = current
+    now = loop.time()
+    if grant.expired(now):
+        raise GrantExpired(now - grant.at)
