@@ -111,8 +111,8 @@ async def test_a_weight_above_the_rate_waits_proportionally(redis_server: RedisS
     # unit waits for them (50 / 100 = 0.5 s) instead of raising or hanging.
     limiter = await _opened(redis_server, rate=100, window=0.25)
     try:
-        assert await asyncio.wait_for(limiter.acquire(50), 2) < 0.1
-        waited = await asyncio.wait_for(limiter.acquire(1), 2)
+        assert (await asyncio.wait_for(limiter.acquire(50), 2)).waited < 0.1
+        waited = (await asyncio.wait_for(limiter.acquire(1), 2)).waited
     finally:
         await limiter.aclose()
     assert 0.45 <= waited <= 1.0
@@ -129,7 +129,7 @@ async def test_cancelled_waiter_gives_its_reservation_back(redis_server: RedisSe
             await waiter
         await limiter.refresh()  # lets the release land
         # The cancelled slot (at 0.2 s) is free again: this caller takes it, not 0.4 s.
-        waited = await limiter.acquire()
+        waited = (await limiter.acquire()).waited
     finally:
         await limiter.aclose()
     assert waited < 1.0, waited
@@ -273,7 +273,7 @@ async def test_fail_policy_raises_and_recovers(redis_server: RedisServer) -> Non
             await limiter.acquire()  # no new attempt before reconnect_interval
         redis_server.start()  # same port, empty: no state, no script
         await asyncio.sleep(0.3)
-        assert await limiter.acquire() < 1.0
+        assert (await limiter.acquire()).waited < 1.0
         assert limiter.rate == 100  # our configured rate seeded the empty server
     finally:
         await limiter.aclose()
@@ -357,7 +357,7 @@ async def test_local_policy_starts_without_redis(redis_server: RedisServer) -> N
     try:
         assert limiter.using_fallback
         assert limiter.rate == 10  # fallback_share defaults to 1.0
-        assert await limiter.acquire() < 1.0
+        assert (await limiter.acquire()).waited < 1.0
     finally:
         await limiter.aclose()
 

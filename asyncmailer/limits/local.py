@@ -61,6 +61,7 @@ class LocalRateLimiter(RateLimiter):
         "_log",
         "_log_units",
         "_loop",
+        "_not_before",
         "bank",
         "margin",
         "pace",
@@ -98,6 +99,8 @@ class LocalRateLimiter(RateLimiter):
         # (expires, units) of each grant, in grant order (and so in expiry order).
         self._log: deque[tuple[float, float]] = deque()
         self._log_units = 0.0
+        # No grant before this loop time: the rest of the last heavy grant's spacing.
+        self._not_before = float("-inf")
         self._cap = 0.0
         self._chunk = 0.0
 
@@ -120,6 +123,7 @@ class LocalRateLimiter(RateLimiter):
         self._lock = asyncio.Lock()
         self._log.clear()
         self._log_units = 0.0
+        self._not_before = float("-inf")
         self._rebuild()
 
     async def aclose(self) -> None:
@@ -158,9 +162,9 @@ class LocalRateLimiter(RateLimiter):
     async def acquire(self, weight: int = 1) -> Grant:
         """Wait for ``weight`` units (FIFO); return the :class:`~asyncmailer.limits.Grant`.
 
-        A heavy grant's units pass the bucket one by one (its spacing is kept) and the
-        grant is dated when the last one passed: its request leaves after that, with all
-        its recipients at once, which is when the server counts them.
+        A heavy grant's units all count at the grant (its request leaves then, with all its
+        recipients, which is when the server counts them); the next grant waits for the
+        rest of its spacing.
         """
         loop, lock = self._loop, self._lock
         if loop is None or lock is None:
@@ -171,14 +175,19 @@ class LocalRateLimiter(RateLimiter):
         async with lock:
             if self._adaptive.tick(loop.time()):
                 self._rebuild()
-            remaining = float(weight)
-            while remaining > _EPS:
-                chunk = min(remaining, self._chunk)
-                bucket = self._bucket
-                assert bucket is not None
-                await bucket.acquire(chunk)
-                remaining -= chunk
+            # A heavy grant's spacing is paid after it, as in GCRA: the next grant waits
+            # ``weight`` units' worth of pacing. Paid before it instead, windows
+            # ending at a light grant would hold the heavy one's units *and* the time they
+            # paid for, and the log would have to cut them.
+            delay = self._not_before - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            bucket = self._bucket
+            assert bucket is not None
+            await bucket.acquire(min(float(weight), self._chunk))
             at = await self._admit(loop, float(weight))
+            if weight > self._chunk:
+                self._not_before = at + weight * (1.0 + self.pace) / self._adaptive.current
         return Grant(units=weight, at=at, waited=at - start, expires=at + self.margin)
 
     async def _admit(self, loop: asyncio.AbstractEventLoop, units: float) -> float:
