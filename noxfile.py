@@ -30,6 +30,19 @@ def timing(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-m", "timing", "-v", *session.posargs)
 
 
+@nox.session(python="3.11")
+def timing_campaign(session: nox.Session) -> None:
+    """The rate-precision campaign quoted in docs/rate-limiting.md (about 30 minutes).
+
+    Every setup 20 times at R=200 (machine idle, then with 2 CPU-bound processes) and 5
+    times at R=14. ``nox -s timing_campaign -- --runs 3`` runs a shorter one.
+    """
+    session.install("-e", ".[test]")
+    args = session.posargs or ["--runs", "20"]
+    session.run("python", "-m", "tests.rate_campaign", "--rate", "200", "--busy", "both", *args)
+    session.run("python", "-m", "tests.rate_campaign", "--rate", "14", "--runs", "5")
+
+
 @nox.session(python="3.13")
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
