@@ -476,6 +476,9 @@ class Transport(abc.ABC):
         assert self._idle is not None
         started = loop.time()
         track = _SendTrack()
+        if isinstance(message, Message) and message.message_id:
+            # Known before composing: an abort while still composing can name it too.
+            track.message_id = message.message_id
         # Counted from the call, not from the end of composition, so that aclose() drains
         # (or reports) every send that was accepted while the transport was open.
         self._pending += 1
