@@ -101,7 +101,10 @@ def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise CLIError(f"{path} is not a regular file: the results file must be one")
+            raise CLIError(
+                f"{path} is not a regular file (a directory, device or FIFO)",
+                hint="pass the path of a file with --results",
+            )
         if _NONBLOCK:
             os.set_blocking(fd, True)
     except BaseException:
