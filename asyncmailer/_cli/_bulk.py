@@ -528,7 +528,12 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
     parser.add_argument("--reply-to", metavar="ADDRESS")
     parser.add_argument("--attach", action="append", default=[], metavar="FILE")
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'")
-    parser.add_argument("--email-column", default="email", metavar="NAME")
+    parser.add_argument(
+        "--email-column",
+        default="email",
+        metavar="NAME",
+        help="the recipient column: exactly one address per row (default: email)",
+    )
     parser.add_argument(
         "--id-column", metavar="NAME", help="unique row id column (default: 'id', else row number)"
     )
