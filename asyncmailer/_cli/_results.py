@@ -115,29 +115,33 @@ def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
 
 def load_results(path: Path) -> dict[str, ResultRecord]:
     """Read a results file (blocking): the last record of each row, in first-seen order."""
-    records: dict[str, ResultRecord] = {}
     try:
         fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
-        return records
+        return {}
     with open(fd, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return records
-        if tuple(header) != FIELDS:
-            raise CLIError(
-                f"{path} is not an asyncmailer results file (its header is {header!r})",
-                hint="pass a new --results file, or the one a previous bulk run wrote",
-            )
-        for fields in reader:
-            if len(fields) != len(FIELDS) or fields[2] not in STATUSES:
-                # Only a line cut short by a crash can be malformed (the last one): skip it.
-                continue
-            row_id, email, status, message_id, error, time = fields
-            records[row_id] = ResultRecord(
-                row_id, email, cast(RowStatus, status), message_id, error, time
-            )
+        return _read_records(handle, path)
+
+
+def _read_records(handle: TextIO, path: Path) -> dict[str, ResultRecord]:
+    records: dict[str, ResultRecord] = {}
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
+        return records
+    if tuple(header) != FIELDS:
+        raise CLIError(
+            f"{path} is not an asyncmailer results file (its header is {header!r})",
+            hint="pass a new --results file, or the one a previous bulk run wrote",
+        )
+    for fields in reader:
+        if len(fields) != len(FIELDS) or fields[2] not in STATUSES:
+            # Only a line cut short by a crash can be malformed (the last one): skip it.
+            continue
+        row_id, email, status, message_id, error, time = fields
+        records[row_id] = ResultRecord(
+            row_id, email, cast(RowStatus, status), message_id, error, time
+        )
     return records
 
 
@@ -211,11 +215,9 @@ class ResultsLog:
         there in advance can redirect the write. It keeps the journal's permissions.
         """
         fd = open_regular(self.path, os.O_RDONLY)
-        try:
+        with open(fd, newline="", encoding="utf-8") as current:
             mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        finally:
-            os.close(fd)
-        records = load_results(self.path)
+            records = _read_records(current, self.path)
         tmp_fd, tmp_name = tempfile.mkstemp(
             prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
         )
