@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from html import escape
 from typing import Literal
 
 from aiohttp import web
@@ -109,7 +110,8 @@ def welcome_message(settings: Settings, data: Mapping[str, str]) -> Message:
         to=data["to"],
         subject=f"Welcome, {name}!",
         text=f"Hello {name},\n\nthanks for signing up.\n",
-        html=f"<p>Hello {name},</p><p>thanks for signing up.</p>",
+        # User input goes into HTML escaped: a name like <a href=...> must stay text.
+        html=f"<p>Hello {escape(name)},</p><p>thanks for signing up.</p>",
     )
 
 

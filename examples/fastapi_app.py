@@ -24,6 +24,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from html import escape
 from typing import Annotated, Any, Literal
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
@@ -99,7 +100,8 @@ def welcome_message(settings: Settings, body: Welcome) -> Message:
         to=body.to,
         subject=f"Welcome, {body.name}!",
         text=f"Hello {body.name},\n\nthanks for signing up.\n",
-        html=f"<p>Hello {body.name},</p><p>thanks for signing up.</p>",
+        # User input goes into HTML escaped: a name like <a href=...> must stay text.
+        html=f"<p>Hello {escape(body.name)},</p><p>thanks for signing up.</p>",
     )
 
 

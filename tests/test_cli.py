@@ -728,6 +728,132 @@ def test_bulk_without_jinja2_says_what_to_install(
     assert "hint: pip install 'asyncmailer[cli]'" in err
 
 
+# The cell of the "Hardening" issue: one row fanned out to four people who saw each other.
+FAN_OUT = "victim1@x.com, victim2@y.com, Team: v3@z.com, v4@z.com;"
+
+
+def test_bulk_a_recipient_cell_must_hold_exactly_one_mailbox(
+    endpoint: SESEndpoint, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cells = {
+        "ok": "Ada <ada@example.org>",
+        "fan-out": FAN_OUT,
+        "list": "a@x.com, b@y.com",
+        "semicolons": "a@x.com; b@y.com",
+        "group": "Team: v3@z.com;",
+        "empty-group": "undisclosed-recipients:;",
+        "quoted-comma": '"Doe, John" <john@example.org>',  # one mailbox: a comma in a name
+        "blank": "  ",
+    }
+    csv_path = write_csv(
+        tmp_path / "r.csv", [{"id": k, "email": v, "name": "N"} for k, v in cells.items()]
+    )
+    (tmp_path / "t.txt").write_text("Hi {{ name }}")
+    results = tmp_path / "results.csv"
+    argv = [
+        *("bulk", "--csv", str(csv_path), "--template", str(tmp_path / "t.txt")),
+        *("--results", str(results), "--from", SENDER, "--no-progress", *ses(endpoint)),
+    ]
+    code, out, _ = run(capsys, *argv)
+    assert code == 1
+    assert out.startswith("sent 2, 6 failed;")
+    assert destinations(endpoint) == {"ada@example.org": 1, "john@example.org": 1}
+    assert [m.email_message()["To"] for m in endpoint.messages()] == [
+        "Ada <ada@example.org>",
+        '"Doe, John" <john@example.org>',
+    ]
+    recorded = {r[0]: r for r in results_rows(results)[1:]}
+    assert {k: r[2] for k, r in recorded.items()} == {
+        k: "sent" if k in ("ok", "quoted-comma") else "failed" for k in cells
+    }
+    for key in cells.keys() - {"ok", "quoted-comma"}:
+        assert recorded[key][1] == cells[key].strip()  # the cell as given
+        assert recorded[key][4].startswith("AddressError: the 'email' column ")
+        assert recorded[key][3] == ""  # no Message-ID: nothing was composed
+    # Resuming does not send them either, --retry-failed refuses them again.
+    code, out, _ = run(capsys, *argv, "--retry-failed")
+    assert code == 1
+    assert out.startswith("sent 0, 6 failed, 2 already sent before;")
+    assert sum(destinations(endpoint).values()) == 2
+
+
+def test_bulk_compaction_never_writes_through_a_planted_tmp_symlink(
+    capsys: pytest.CaptureFixture[str], bulk_files: dict[str, Path], tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    results = bulk_files["results"]
+    planted = [
+        results.with_name(results.name + ".tmp"),  # the old fixed name
+        results.with_name(f".{results.name}.tmp"),
+    ]
+    for link in planted:
+        link.symlink_to(victim)
+    outbox = ["--transport", "file", "--dir", str(tmp_path / "outbox")]
+    code, _, _ = run(capsys, *bulk_argv(bulk_files, *outbox))
+    assert code == 0
+    assert victim.read_text() == "precious\n"
+    assert all(link.is_symlink() and link.resolve() == victim for link in planted)
+    assert not results.is_symlink()
+    assert [r[2] for r in results_rows(results)[1:]] == ["sent"] * 6  # compacted
+    # No temporary file is left behind.
+    assert sorted(p.name for p in tmp_path.glob(f"*{results.name}*")) == sorted(
+        [results.name, *(link.name for link in planted)]
+    )
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling-symlink", "directory"])
+def test_bulk_results_must_be_a_regular_file_not_a_link(
+    capsys: pytest.CaptureFixture[str], bulk_files: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    victim = tmp_path / "victim.csv"
+    results = bulk_files["results"]
+    if kind == "symlink":
+        victim.write_text("precious\n")
+        results.symlink_to(victim)
+    elif kind == "dangling-symlink":
+        results.symlink_to(victim)
+    else:
+        results.mkdir()
+    outbox = tmp_path / "outbox"
+    code, _, err = run(capsys, *bulk_argv(bulk_files, "--transport", "file", "--dir", str(outbox)))
+    assert code == 2
+    if kind == "directory":
+        assert f"error: {results} is not a regular file" in err
+    else:
+        assert f"error: {results} is a symbolic link" in err
+        assert "hint: pass the real path with --results" in err
+        assert results.is_symlink()
+    if kind == "symlink":
+        assert victim.read_text() == "precious\n"
+    else:
+        assert not victim.exists()
+    assert not list(outbox.glob("*.eml"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_bulk_results_fifo_is_refused_without_blocking(
+    capsys: pytest.CaptureFixture[str], bulk_files: dict[str, Path], tmp_path: Path
+) -> None:
+    os.mkfifo(bulk_files["results"])
+    code, _, err = run(capsys, *bulk_argv(bulk_files, "--transport", "file", "--dir", "x"))
+    assert code == 2
+    assert f"error: {bulk_files['results']} is not a regular file" in err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_bulk_results_file_is_private_and_compaction_keeps_its_mode(
+    capsys: pytest.CaptureFixture[str], bulk_files: dict[str, Path], tmp_path: Path
+) -> None:
+    outbox = ["--transport", "file", "--dir", str(tmp_path / "outbox")]
+    results = bulk_files["results"]
+    assert run(capsys, *bulk_argv(bulk_files, *outbox))[0] == 0
+    assert results.stat().st_mode & 0o777 == 0o600  # it lists recipients
+    results.chmod(0o640)
+    assert run(capsys, *bulk_argv(bulk_files, *outbox))[0] == 0
+    assert results.stat().st_mode & 0o777 == 0o640
+
+
 def test_classify_maps_outcomes_to_row_statuses() -> None:
     assert classify(errors.SendingRateExceededError("x"))[0] == "not_sent"
     assert classify(errors.SendAbortedError("x"))[0] == "not_sent"

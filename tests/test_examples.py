@@ -8,6 +8,7 @@ the server and check that every message had arrived by the time shutdown returne
 from __future__ import annotations
 
 import asyncio
+import html
 import importlib.util
 import logging
 import sys
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asyncmailer.testing import SESEndpoint
 
@@ -204,3 +207,50 @@ def test_settings_come_from_the_environment() -> None:
         assert module.Settings.from_env({}).sending_rate == "auto"
         with pytest.raises(ValueError, match="v1 or v2"):
             module.Settings.from_env({"ASYNCMAILER_SES_API": "v3"})
+
+
+INJECTION = '<a href="https://evil.example/">verify your account</a><script>x()</script>'
+
+
+async def test_the_name_is_escaped_in_the_html_body(
+    endpoint: SESEndpoint, start: Callable[..., Awaitable[Server]]
+) -> None:
+    url, stop = await start(endpoint)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            response = await client.post(
+                "/welcome", json={"to": "ada@example.org", "name": INJECTION}
+            )
+    finally:
+        await stop()
+    assert response.status_code == 200
+    message = endpoint.messages()[0].email_message()
+    body = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert body.startswith(f"<p>Hello {html.escape(INJECTION)},</p>")
+    assert "<a " not in body and "<script" not in body
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.startswith(f"Hello {INJECTION},")  # the text body is not HTML
+
+
+# What a client can put in "name": markup, entities, quotes, any Unicode.
+names = st.text(
+    st.sampled_from(list("<>&\"'/= ")) | st.characters(codec="utf-8", exclude_categories=["Cs"]),
+    max_size=40,
+)
+
+
+@given(names)
+def test_every_name_is_text_in_the_example_html(name: str) -> None:
+    prefix, suffix = "<p>Hello ", ",</p><p>thanks for signing up.</p>"
+    fastapi_app, aiohttp_app = load("fastapi_app"), load("aiohttp_app")
+    messages = [
+        fastapi_app.welcome_message(
+            fastapi_app.Settings(), fastapi_app.Welcome(to="a@b.c", name=name)
+        ),
+        aiohttp_app.welcome_message(aiohttp_app.Settings(), {"to": "a@b.c", "name": name}),
+    ]
+    for message in messages:
+        assert message.html.startswith(prefix) and message.html.endswith(suffix)
+        inner = message.html[len(prefix) : -len(suffix)]
+        assert not set(inner) & set("<>\"'")
+        assert html.unescape(inner) == name

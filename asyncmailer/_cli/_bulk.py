@@ -37,7 +37,9 @@ from asyncmailer._cli._output import (
 from asyncmailer._cli._render import RenderError, Templates, is_html_template
 from asyncmailer._cli._results import ResultRecord, ResultsLog, RowStatus, load_results
 from asyncmailer._cli._transport import add_transport_options, make_transport
+from asyncmailer.address import Address, parse_address
 from asyncmailer.errors import (
+    AddressError,
     DeliveryError,
     MessageError,
     Outcome,
@@ -56,6 +58,7 @@ __all__ = [
     "add_parser",
     "classify",
     "default_concurrency",
+    "row_recipient",
     "run",
     "run_bulk",
 ]
@@ -138,6 +141,26 @@ class CSVRows:
                     yield Row(row_id, fields.get(self.email_column, "").strip(), fields)
         finally:
             await anyio.to_thread.run_sync(handle.close)
+
+
+def row_recipient(cell: str, *, column: str = "email") -> Address:
+    """The one mailbox a row's address cell names; anything else is that row's error.
+
+    ``"Ada <ada@example.org>"`` is fine. A list (``a@x.com, b@y.com``), a group
+    (``Team: a@x.com;``), an empty cell or a malformed address raises
+    :class:`~asyncmailer.errors.AddressError`: one row is one recipient, so a cell must
+    never fan a message out to people who would then see each other.
+    """
+    if not cell.strip():
+        raise AddressError(f"the {column!r} column is empty", field=column, text=cell)
+    try:
+        return parse_address(cell, field=column)
+    except AddressError as exc:
+        raise AddressError(
+            f"the {column!r} column must hold exactly one valid address ({exc})",
+            field=column,
+            text=cell,
+        ) from exc
 
 
 def _take(reader: Iterator[dict[str, str]], count: int) -> list[dict[str, str]]:
@@ -318,11 +341,11 @@ async def run_bulk(
                 return None
         message_id = f"<{uuid.uuid4().hex}@{domain}>"
         try:
-            if not row.email:
-                raise RenderError("the row has no email address")
+            recipient = row_recipient(row.email, column=rows.email_column)
             rendered = templates.render(row.fields)
-        except RenderError as exc:
-            failed = ResultRecord(row.row_id, row.email, "failed", "", f"RenderError: {exc}")
+        except (RenderError, AddressError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            failed = ResultRecord(row.row_id, row.email, "failed", "", error)
             await log.append(failed)
             summary.failed += 1
             summary.done += 1
@@ -333,7 +356,7 @@ async def run_bulk(
         in_flight.append((row, message_id))
         return Message(
             from_=sender,
-            to=row.email,
+            to=recipient,
             reply_to=reply_to,
             subject=rendered.subject,
             text=rendered.text,
@@ -505,7 +528,12 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
     parser.add_argument("--reply-to", metavar="ADDRESS")
     parser.add_argument("--attach", action="append", default=[], metavar="FILE")
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'")
-    parser.add_argument("--email-column", default="email", metavar="NAME")
+    parser.add_argument(
+        "--email-column",
+        default="email",
+        metavar="NAME",
+        help="the recipient column: exactly one address per row (default: email)",
+    )
     parser.add_argument(
         "--id-column", metavar="NAME", help="unique row id column (default: 'id', else row number)"
     )

@@ -13,15 +13,23 @@ crash, even a SIGKILL, every row is in one of these states:
   unknown, and the next run records it as ``unknown``.
 
 A run that ends normally rewrites the file with one line per row (atomically).
+
+The file is never opened through a symbolic link, and only a regular file is used: a link
+planted at ``--results`` (or next to it) must not make the journal write somewhere else.
+The rewrite goes to a new file with a random name, created exclusively next to the
+results file, then renamed over it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime
 import io
 import os
+import stat
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -67,31 +75,73 @@ class ResultRecord:
         return [self.row_id, self.email, self.status, self.message_id, self.error, self.time]
 
 
+#: Refuse a symbolic link as the last component (0 where the platform has no such flag).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: Never block opening a FIFO planted at the path (it is then refused as not a regular file).
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that refuses a symbolic link or anything but a regular file (blocking).
+
+    Returns the descriptor; raises :class:`CLIError` for a link, a directory, a device or a
+    FIFO, and lets :class:`FileNotFoundError` through.
+    """
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | getattr(os, "O_BINARY", 0), mode)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if os.path.islink(path):
+            raise CLIError(
+                f"{path} is a symbolic link: the results file must be a regular file",
+                hint="pass the real path with --results",
+            ) from exc
+        raise CLIError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CLIError(
+                f"{path} is not a regular file (a directory, device or FIFO)",
+                hint="pass the path of a file with --results",
+            )
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def load_results(path: Path) -> dict[str, ResultRecord]:
     """Read a results file (blocking): the last record of each row, in first-seen order."""
-    records: dict[str, ResultRecord] = {}
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
+        return {}
+    with open(fd, newline="", encoding="utf-8") as handle:
+        return _read_records(handle, path)
+
+
+def _read_records(handle: TextIO, path: Path) -> dict[str, ResultRecord]:
+    records: dict[str, ResultRecord] = {}
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
         return records
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return records
-        if tuple(header) != FIELDS:
-            raise CLIError(
-                f"{path} is not an asyncmailer results file (its header is {header!r})",
-                hint="pass a new --results file, or the one a previous bulk run wrote",
-            )
-        for fields in reader:
-            if len(fields) != len(FIELDS) or fields[2] not in STATUSES:
-                # Only a line cut short by a crash can be malformed (the last one): skip it.
-                continue
-            row_id, email, status, message_id, error, time = fields
-            records[row_id] = ResultRecord(
-                row_id, email, cast(RowStatus, status), message_id, error, time
-            )
+    if tuple(header) != FIELDS:
+        raise CLIError(
+            f"{path} is not an asyncmailer results file (its header is {header!r})",
+            hint="pass a new --results file, or the one a previous bulk run wrote",
+        )
+    for fields in reader:
+        if len(fields) != len(FIELDS) or fields[2] not in STATUSES:
+            # Only a line cut short by a crash can be malformed (the last one): skip it.
+            continue
+        row_id, email, status, message_id, error, time = fields
+        records[row_id] = ResultRecord(
+            row_id, email, cast(RowStatus, status), message_id, error, time
+        )
     return records
 
 
@@ -116,23 +166,29 @@ class ResultsLog:
         self._lock = asyncio.Lock()
 
     def open_sync(self) -> None:
-        """Open for appending (blocking); write the header if the file is new or empty."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a", newline="", encoding="utf-8")
-        if handle.tell() == 0:
-            handle.write(HEADER)
-            handle.flush()
-        else:
-            self._terminate_last_line(handle)
-        self._file = handle
+        """Open for appending (blocking); write the header if the file is new or empty.
 
-    def _terminate_last_line(self, handle: TextIO) -> None:
-        # A crash may have cut the last line short; start ours on a fresh line.
-        with self.path.open("rb") as raw:
-            raw.seek(-1, os.SEEK_END)
-            if raw.read(1) != b"\n":
-                handle.write("\n")
-                handle.flush()
+        A new file is created readable by its owner only (it lists recipients); a
+        symbolic link or a non-regular file at the path is refused (:class:`CLIError`).
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = open_regular(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        # Kept open for the run (close_sync closes it); O_APPEND puts every write at the end.
+        handle = open(fd, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                handle.write(HEADER)
+            else:
+                # A crash may have cut the last line short; start ours on a fresh line.
+                os.lseek(fd, size - 1, os.SEEK_SET)
+                if os.read(fd, 1) != b"\n":
+                    handle.write("\n")
+            handle.flush()
+        except BaseException:
+            handle.close()
+            raise
+        self._file = handle
 
     def _append_sync(self, text: str) -> None:
         assert self._file is not None
@@ -152,11 +208,28 @@ class ResultsLog:
             handle.close()
 
     def compact_sync(self) -> None:
-        """Rewrite the file with the last record of each row (temp file + atomic rename)."""
-        records = load_results(self.path)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            handle.write(HEADER + _encode(records.values()))
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(self.path)
+        """Rewrite the file with the last record of each row (temp file + atomic rename).
+
+        The temporary file gets a random name in the same directory and is created with
+        ``O_CREAT | O_EXCL | O_NOFOLLOW`` (:func:`tempfile.mkstemp`): nothing planted
+        there in advance can redirect the write. It keeps the journal's permissions.
+        """
+        fd = open_regular(self.path, os.O_RDONLY)
+        with open(fd, newline="", encoding="utf-8") as current:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            records = _read_records(current, self.path)
+        tmp_fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        try:
+            with open(tmp_fd, "w", newline="", encoding="utf-8") as handle:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(handle.fileno(), mode)
+                handle.write(HEADER + _encode(records.values()))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
