@@ -22,6 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 MAIL: dict[str, Any] = {
     "timestamp": "2016-01-27T14:59:38.237Z",
@@ -263,7 +264,11 @@ def utc(text: str) -> datetime:
 
 
 class SigningAuthority:
-    """A test CA, and a signing certificate for ``sns.amazonaws.com`` that chains to it."""
+    """A test root CA, and a signing certificate for ``sns.amazonaws.com`` issued by it.
+
+    Built with cryptography to the Web PKI profile (as AWS's are), so that
+    ``cryptography.x509.verification`` accepts the chain.
+    """
 
     def __init__(
         self,
@@ -272,19 +277,77 @@ class SigningAuthority:
         not_after: datetime | None = None,
         name: str = "sns.amazonaws.com",
     ) -> None:
-        self.ca = trustme.CA(key_type=trustme.KeyType.RSA)
-        self.ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
-        self.leaf = self.ca.issue_cert(
-            name, key_type=trustme.KeyType.RSA, not_before=not_before, not_after=not_after
+        now = datetime.now(timezone.utc)
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "asyncmailer test root")])
+        ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+        self.ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=3650))
+            .not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(ca_key, hashes.SHA256())
         )
-        self.cert = x509.load_pem_x509_certificate(self.leaf.cert_chain_pems[0].bytes())
-        key = serialization.load_pem_private_key(self.leaf.private_key_pem.bytes(), None)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        self.key = key
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before or now - timedelta(days=1))
+            .not_valid_after(not_after or now + timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
 
     @property
     def cert_pem(self) -> bytes:
-        return b"".join(p.bytes() for p in self.leaf.cert_chain_pems)
+        return self.cert.public_bytes(serialization.Encoding.PEM)
 
     async def resolver(self, url: str) -> x509.Certificate:
         return self.cert

@@ -454,6 +454,8 @@ class SNSCertificateFetcher:
     async def _read(
         self, session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout
     ) -> bytes:
+        import aiohttp
+
         try:
             async with session.get(url, timeout=timeout, allow_redirects=False) as response:
                 if response.status != 200:
