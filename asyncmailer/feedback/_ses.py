@@ -29,6 +29,7 @@ from asyncmailer.feedback._errors import SuppressionUnavailableError
 from asyncmailer.feedback._suppression import (
     SuppressionEntry,
     SuppressionReason,
+    _with_email,
     normalize_address,
 )
 
@@ -219,6 +220,8 @@ class SESSuppressionList:
             raise SuppressionUnavailableError(
                 f"PutSuppressedDestination failed for {email}: {exc!r}"
             ) from exc
+        if entry.email != email:
+            entry = _with_email(entry, email)
         self._cache[email] = (self._clock() + self.cache_ttl, entry)
 
     async def remove(self, address: str) -> bool:
