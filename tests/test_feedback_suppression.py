@@ -219,7 +219,7 @@ class FakeSESv2:
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
-        self.url = "http://127.0.0.1:%d" % self.runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
 
     async def stop(self) -> None:
         if self.runner is not None:
