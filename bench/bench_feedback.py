@@ -220,8 +220,8 @@ async def main() -> None:
     print(f"Python {sys.version.split()[0]}")
     for name, value in (await bench_verify(args.seconds)).items():
         print(f"{name:40s} {value:10,.0f} events/CPU-s")
-    for name, value in (await bench_hostile()).items():
-        print(f"{name:40s} {value}")
+    for name, outcome in (await bench_hostile()).items():
+        print(f"{name:40s} {outcome}")
     for name, value in (await bench_suppression(args.redis_url, args.rounds)).items():
         print(f"{name:40s} {value:10.1f}")
 

@@ -323,10 +323,7 @@ async def test_fetcher_refuses_an_untrusted_chain(
     async with sns_host.client_session() as session:
         fetcher = SNSCertificateFetcher(
             session=session,
-            trust_roots=[
-                trustme.CA().cert_pem
-                and x509.load_pem_x509_certificate(trustme.CA().cert_pem.bytes())
-            ],
+            trust_roots=[SigningAuthority().ca_cert],  # a root that did not issue it
         )
         signed = sign(notification(BOUNCE_NOTIFICATION), authority.key)
         with pytest.raises(SNSVerificationError) as info:
