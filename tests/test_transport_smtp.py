@@ -537,7 +537,6 @@ async def test_implicit_tls_carries_auth(
     async with SMTPServer(
         ssl_context=server_tls,
         authenticator=password_authenticator({"app": "s3cret-pw"}),
-        auth_required=True,
         auth_require_tls=False,  # aiosmtpd only knows about STARTTLS; this socket is TLS
     ) as server:
         async with smtp_for(
@@ -545,6 +544,7 @@ async def test_implicit_tls_carries_auth(
         ) as smtp:
             await smtp.send_mail(msg(1))
         assert len(server.messages) == 1
+        assert b"AUTH " in bytes(server.received_bytes).upper()
 
 
 @pytest.mark.parametrize(("flag", "expected"), [([], False), (["--allow-insecure-auth"], True)])
