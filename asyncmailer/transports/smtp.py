@@ -382,6 +382,8 @@ class SMTPTransport(Transport):
     async def _checkout(self) -> _Connection:
         front = False
         while True:
+            while self._waiters and self._waiters[0].done():
+                self._waiters.popleft()  # cancelled, not yet removed by its task
             if not self._waiters:
                 conn = self._pop_free()
                 if conn is not None:
@@ -450,20 +452,23 @@ class SMTPTransport(Transport):
                     self._dispatch()
             elif waiter in self._waiters:
                 self._waiters.remove(waiter)
+                self._dispatch()  # it may have stood first in line
             raise
 
     def _dispatch(self) -> None:
-        """Give free slots to the sends waiting, in order (sessions go to them at checkin)."""
+        """Give idle sessions, then free slots, to the sends waiting, in order."""
         while self._waiters:
             waiter = self._waiters[0]
             if waiter.done():  # cancelled meanwhile
                 self._waiters.popleft()
                 continue
-            slot = self._take_slot()
-            if slot is None:
+            grant: _Connection | _Slot | None = self._pop_free() or self._take_slot()
+            if grant is None:
                 return
+            if isinstance(grant, _Connection):
+                self._busy.add(grant)
             self._waiters.popleft()
-            waiter.set_result(slot)
+            waiter.set_result(grant)
 
     def _fail_waiters(self, cause: BaseException) -> None:
         """No session is open or opening: every waiting send fails as this attempt did."""
@@ -476,36 +481,26 @@ class SMTPTransport(Transport):
 
     async def _open_session(self, slot: _Slot) -> _Connection | None:
         """Open a session on ``slot``; None when refused while other sessions are open."""
-        loop = asyncio.get_running_loop()
         try:
             conn = await self._connect()
         except BaseException as error:
-            self._connecting -= 1
+            wait = False
             try:
                 if not isinstance(error, asyncio.CancelledError):
                     # aiosmtplib closed the transport; the socket closes on the next turn
                     await asyncio.sleep(0)
             finally:
+                self._connecting -= 1
                 self._sessions -= 1
-                if slot.probe and self._limit is not None:
-                    self._limit -= 1
-            cause = error.__cause__ if isinstance(error, DeliveryError) else None
-            if cause is not None and _is_session_refusal(cause):
-                self._refused += 1
-                others = self._sessions
-                if others:
-                    self._shrink(others, probe=slot.probe, now=loop.time())
-                    self._dispatch()
-                    return None
-            if cause is not None and not (self._busy or self._free or self._connecting):
-                self._fail_waiters(cause)
-            self._dispatch()
+                wait = self._attempt_failed(error, slot)
+            if wait:
+                return None
             raise
         self._connecting -= 1
         self._busy.add(conn)
         if slot.probe:
             self._probes_refused = 0
-            self._probe_at = loop.time() + self.connection_probe_interval
+            self._probe_at = asyncio.get_running_loop().time() + self.connection_probe_interval
             logger.info(
                 "asyncmailer: %s:%s accepted one more SMTP session; pool limit now %d",
                 self.hostname,
@@ -514,6 +509,24 @@ class SMTPTransport(Transport):
             )
         self._dispatch()
         return conn
+
+    def _attempt_failed(self, error: BaseException, slot: _Slot) -> bool:
+        """Account for a failed connection attempt; True: wait for another session instead."""
+        now = asyncio.get_running_loop().time()
+        if slot.probe and self._limit is not None:
+            self._limit -= 1
+            self._probe_at = now + self.connection_probe_interval
+        cause = error.__cause__ if isinstance(error, DeliveryError) else None
+        wait = False
+        if cause is not None and _is_session_refusal(cause):
+            self._refused += 1
+            if self._sessions:
+                self._shrink(self._sessions, probe=slot.probe, now=now)
+                wait = True
+        if not wait and cause is not None and not (self._busy or self._free or self._connecting):
+            self._fail_waiters(cause)
+        self._dispatch()
+        return wait
 
     def _shrink(self, others: int, *, probe: bool, now: float) -> None:
         limit = others if self._limit is None else min(self._limit, others)
