@@ -152,11 +152,11 @@ async def test_idle_expiry_and_reuse_keep_the_count() -> None:
 # ------------------------------------------------------------ random caps
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     cap=st.integers(1, 8),
     max_connections=st.integers(1, 8),
-    sends=st.integers(1, 60),
+    sends=st.integers(1, 40),
     per_connection=st.sampled_from([None, 1, 3, 20]),
     use_send_many=st.booleans(),
 )

@@ -11,8 +11,15 @@ Example::
 The pool keeps up to ``max_connections`` SMTP sessions open (the base class's semaphore
 bounds the sends in flight to the same number) and reuses them: a connection carries at
 most ``max_messages_per_connection`` messages, and is closed (QUIT) after
-``idle_timeout`` seconds unused. A pooled connection the server closed meanwhile is
-noticed at ``MAIL FROM``, before anything was sent, and replaced at once.
+``idle_timeout`` seconds unused. A session counts against ``max_connections`` from its
+connect until its socket is closed, QUIT included. A pooled connection the server closed
+meanwhile is noticed at ``MAIL FROM``, before anything was sent, and replaced at once. A
+new session refused while others are open (Postfix's ``421 too many connections``)
+shrinks the pool to what the server accepts: the send waits for an open session, and
+one session more is tried every ``connection_probe_interval`` seconds.
+
+Credentials are only sent over TLS (implicit, or STARTTLS): a session without it raises
+:class:`ConfigurationError` before AUTH unless ``allow_insecure_auth=True``.
 
 How SMTP outcomes map to :mod:`asyncmailer.errors` (all in :func:`_map_smtp_error`):
 
@@ -30,6 +37,8 @@ connection lost before DATA             :class:`ServiceUnavailableError`, retry-
 connection lost during DATA             :class:`DeliveryUnknownError`, ambiguous
 TLS handshake / certificate failure     :class:`ServiceUnavailableError`, final
 STARTTLS or AUTH not offered            :class:`ConfigurationError`
+credentials, no TLS on the session      :class:`ConfigurationError` (``allow_insecure_auth``)
+4xx greeting, others open               none: the send waits for an open session
 SMTPUTF8 needed, server lacks it        :class:`SMTPUTF8RequiredError` (nothing sent)
 bigger than the server's SIZE           :class:`MessageTooLargeError` (nothing sent)
 =====================================  =============================================
