@@ -118,6 +118,26 @@ async def test_refusal_with_nothing_open_is_retry_safe() -> None:
         assert server.messages == []
 
 
+async def test_cancelled_waiting_sends_leak_no_slot() -> None:
+    handler = RecordingHandler(data_delay=0.01)
+    async with SMTPServer(handler, max_sessions=2) as server:
+        async with smtp_for(server, max_connections=6, connection_probe_interval=0.005) as smtp:
+            tasks = [asyncio.ensure_future(smtp.send_mail(msg(n))) for n in range(30)]
+            await asyncio.sleep(0.03)
+            for task in tasks[::2]:
+                task.cancel()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            done = [o for o in outcomes if isinstance(o, SendResult)]
+            assert all(isinstance(o, (SendResult, asyncio.CancelledError)) for o in outcomes)
+            more = await asyncio.gather(*(smtp.send_mail(msg(100 + n)) for n in range(20)))
+            assert len(more) == 20
+        assert smtp._sessions == 0  # every slot given back
+        assert server.open == 0
+        delivered = server.delivered()
+        assert set(delivered.values()) == {1}
+        assert {r.message_id for r in [*done, *more]} <= set(delivered)
+
+
 # ------------------------------------------------------------ max_connections
 
 

@@ -458,6 +458,8 @@ class SMTPTransport(Transport):
                 else:
                     self._connecting -= 1
                     self._sessions -= 1
+                    if got.probe and self._limit is not None:
+                        self._limit -= 1
                     self._dispatch()
             elif waiter in self._waiters:
                 self._waiters.remove(waiter)
