@@ -1,19 +1,25 @@
 """A real aiosmtpd server on a free loopback port, in the test's own event loop.
 
-``SMTPServer`` counts connections (opened, open now, most open at once) and hands every
-protocol event to a ``RecordingHandler``, which stores accepted messages and can be told
-to refuse recipients, answer MAIL or DATA with given replies, slow DATA down or drop the
-connection instead of answering.
+``SMTPServer`` counts connections (opened, open now, most open at once), records every
+byte its clients sent, can cap concurrent sessions as Postfix does
+(``smtpd_client_connection_count_limit``: ``421`` at connect beyond the cap), and hands
+every protocol event to a ``RecordingHandler``, which stores accepted messages and can be
+told to refuse recipients, answer MAIL or DATA with given replies, slow DATA or QUIT down
+or drop the connection instead of answering.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+#: What Postfix answers at connect beyond ``smtpd_client_connection_count_limit``.
+TOO_MANY_CONNECTIONS = b"421 4.7.0 Error: too many connections from 127.0.0.1\r\n"
 
 
 @dataclass
@@ -47,6 +53,8 @@ class RecordingHandler:
     drop_after_data: int = 0
     #: The next N ends of DATA never answer (message stored).
     hang_after_data: int = 0
+    #: Seconds each QUIT waits before answering (the session stays open meanwhile).
+    quit_delay: float = 0.0
     in_data: int = 0
     max_in_data: int = 0
     mails: int = 0
@@ -111,6 +119,8 @@ class RecordingHandler:
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.quits += 1
+        if self.quit_delay:
+            await asyncio.sleep(self.quit_delay)
         return "221 Bye"
 
 
@@ -136,17 +146,35 @@ class _CountingSMTP(SMTP):
         self.owner = owner
         self.number = 0
         self._counted = False
+        #: Refused at connect (over the server's session cap): aiosmtpd never ran.
+        self._refused = False
         super().__init__(handler, **kwargs)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # STARTTLS calls this again on the same protocol
+        if first and self.owner._over_cap():
+            self._refused = self._counted = True
+            self.owner._connected(self, refused=True)
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(TOO_MANY_CONNECTIONS)
+            transport.close()
+            return
         super().connection_made(transport)
         if first:
             self._counted = True
             self.number = self.owner._connected(self)
 
+    def data_received(self, data: bytes) -> None:
+        self.owner.received_bytes += data
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None if self._refused else super().eof_received()
+
     def connection_lost(self, error: Exception | None) -> None:
-        super().connection_lost(error)
+        if not self._refused:
+            super().connection_lost(error)
         if self._counted:
             self._counted = False
             self.owner._disconnected(self)
@@ -155,9 +183,12 @@ class _CountingSMTP(SMTP):
 class SMTPServer:
     """aiosmtpd on ``127.0.0.1``, a free port, in the running loop. Use ``async with``.
 
-    ``ssl_context`` makes it implicit TLS; ``tls_context`` offers STARTTLS. Other keywords
-    go to aiosmtpd's ``SMTP`` (``authenticator``, ``auth_require_tls``,
-    ``require_starttls``, ``enable_SMTPUTF8``, ``data_size_limit``...).
+    ``ssl_context`` makes it implicit TLS; ``tls_context`` offers STARTTLS.
+    ``max_sessions`` caps the sessions open at once: a connection beyond it gets
+    ``421 4.7.0 Error: too many connections`` and is closed, as Postfix does (the attribute
+    may be changed while the server runs). Other keywords go to aiosmtpd's ``SMTP``
+    (``authenticator``, ``auth_require_tls``, ``require_starttls``, ``enable_SMTPUTF8``,
+    ``data_size_limit``...).
     """
 
     def __init__(
@@ -165,6 +196,7 @@ class SMTPServer:
         handler: RecordingHandler | None = None,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        max_sessions: int | None = None,
         **smtp_kwargs: Any,
     ) -> None:
         self.handler = handler or RecordingHandler()
@@ -174,12 +206,18 @@ class SMTPServer:
         self.smtp_kwargs = smtp_kwargs
         self.host = "127.0.0.1"
         self.port = 0
-        #: Connections accepted so far.
+        #: Sessions allowed at once (None: no cap); more are refused with ``421`` at connect.
+        self.max_sessions = max_sessions
+        #: Connections accepted so far (refused ones not included).
         self.connections = 0
-        #: Connections open now.
+        #: Connections refused at connect because of ``max_sessions``.
+        self.refused = 0
+        #: TCP connections open now, refused ones included until they are closed.
         self.open = 0
-        #: Most connections open at the same time.
+        #: Most TCP connections open at the same time, refused ones included.
         self.max_open = 0
+        #: Every byte the clients sent (after STARTTLS: as decrypted).
+        self.received_bytes = bytearray()
         self._live: set[_CountingSMTP] = set()
         self._server: asyncio.Server | None = None
 
@@ -188,11 +226,18 @@ class SMTPServer:
             self, self.handler, loop=asyncio.get_running_loop(), **self.smtp_kwargs
         )
 
-    def _connected(self, protocol: _CountingSMTP) -> int:
-        self.connections += 1
+    def _over_cap(self) -> bool:
+        accepted = sum(1 for p in self._live if not p._refused)
+        return self.max_sessions is not None and accepted >= self.max_sessions
+
+    def _connected(self, protocol: _CountingSMTP, *, refused: bool = False) -> int:
         self.open += 1
         self.max_open = max(self.max_open, self.open)
         self._live.add(protocol)
+        if refused:
+            self.refused += 1
+            return 0
+        self.connections += 1
         return self.connections
 
     def _disconnected(self, protocol: _CountingSMTP) -> None:
@@ -203,6 +248,10 @@ class SMTPServer:
     def messages(self) -> list[Received]:
         """Messages accepted so far."""
         return self.handler.messages
+
+    def delivered(self) -> Counter[str]:
+        """How many times each Message-ID was accepted."""
+        return Counter(_message_id(m.data) for m in self.handler.messages)
 
     def drop_all(self) -> None:
         """Close every open connection at once, as a server restart would."""
@@ -219,7 +268,11 @@ class SMTPServer:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
-        tasks = [p._handler_coroutine for p in self._live if p._handler_coroutine is not None]
+        tasks = [
+            p._handler_coroutine
+            for p in self._live
+            if not p._refused and p._handler_coroutine is not None
+        ]
         self.drop_all()
         for task in tasks:
             task.cancel()
@@ -228,3 +281,11 @@ class SMTPServer:
         # let transports finish closing (SSL shutdown) before the loop goes away
         for _ in range(5):
             await asyncio.sleep(0)
+
+
+def _message_id(data: bytes) -> str:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"message-id":
+            return value.strip().decode()
+    return ""

@@ -419,7 +419,7 @@ async def test_plaintext_auth_when_allowed(caplog: pytest.LogCaptureFixture) -> 
     async with SMTPServer(
         authenticator=password_authenticator({"app": "s3cret-pw"}), auth_require_tls=False
     ) as server:
-        smtp = smtp_for(server, username="app", password="s3cret-pw")
+        smtp = smtp_for(server, username="app", password="s3cret-pw", allow_insecure_auth=True)
         async with smtp:
             await smtp.send_mail(msg(1))
         assert len(server.messages) == 1
@@ -434,7 +434,9 @@ async def test_wrong_password_is_access_denied() -> None:
     async with SMTPServer(
         authenticator=password_authenticator({"app": "right"}), auth_require_tls=False
     ) as server:
-        async with smtp_for(server, username="app", password="wrong") as smtp:
+        async with smtp_for(
+            server, username="app", password="wrong", allow_insecure_auth=True
+        ) as smtp:
             with pytest.raises(AccessDeniedError) as info:
                 await smtp.send_mail(msg(1))
         assert info.value.code == 535
@@ -444,9 +446,121 @@ async def test_wrong_password_is_access_denied() -> None:
 
 
 async def test_auth_not_offered_is_a_configuration_error(smtpd: SMTPServer) -> None:
-    async with smtp_for(smtpd, username="app", password="pw") as smtp:
+    async with smtp_for(smtpd, username="app", password="pw", allow_insecure_auth=True) as smtp:
         with pytest.raises(ConfigurationError, match="AUTH"):
             await smtp.send_mail(msg(1))
+
+
+# Hardening item 6: without TLS, credentials never leave the process unless allowed by name.
+
+
+def insecure_auth_server() -> SMTPServer:
+    """AUTH offered over a plain connection, no STARTTLS: what a MITM stripping it shows."""
+    return SMTPServer(
+        authenticator=password_authenticator({"app": "s3cret-pw"}), auth_require_tls=False
+    )
+
+
+def assert_no_auth_sent(server: SMTPServer) -> None:
+    wire = bytes(server.received_bytes)
+    assert b"EHLO" in wire  # the session did start
+    assert b"AUTH" not in wire.upper()
+    assert b"s3cret-pw" not in wire
+    assert b"czNjcmV0LXB3" not in wire  # base64("s3cret-pw")
+    assert server.handler.mails == 0
+    assert server.messages == []
+
+
+async def test_credentials_are_not_sent_without_tls() -> None:
+    async with insecure_auth_server() as server:
+        async with smtp_for(server, username="app", password="s3cret-pw") as smtp:
+            for n in range(2):  # a usage error: not retried, and the same every time
+                with pytest.raises(ConfigurationError) as info:
+                    await smtp.send_mail(msg(n))
+                error = info.value
+                assert error.option == "allow_insecure_auth"
+                assert "did not offer STARTTLS" in str(error)
+                assert "allow_insecure_auth=True" in str(error)
+                assert "s3cret-pw" not in str(error)
+            assert smtp.connections_open == 0
+        assert_no_auth_sent(server)
+        assert server.connections == 2
+
+
+async def test_oauth_token_is_not_sent_without_tls() -> None:
+    asked = 0
+
+    async def token() -> str:
+        nonlocal asked
+        asked += 1
+        return "s3cret-pw"
+
+    async with insecure_auth_server() as server:
+        async with smtp_for(server, username="app", oauth_token_generator=token) as smtp:
+            with pytest.raises(ConfigurationError, match="allow_insecure_auth"):
+                await smtp.send_mail(msg(1))
+        assert_no_auth_sent(server)
+    assert asked == 0
+
+
+def test_auth_with_start_tls_false_needs_the_opt_in() -> None:
+    with pytest.raises(ConfigurationError, match="in the clear") as info:
+        SMTPTransport(username="app", password="pw", start_tls=False)
+    assert info.value.option == "allow_insecure_auth"
+    SMTPTransport(username="app", password="pw", start_tls=False, allow_insecure_auth=True)
+    SMTPTransport(username="app", password="pw", start_tls=False, use_tls=True)
+    SMTPTransport(start_tls=False)  # no credentials: nothing to protect
+
+
+async def test_opportunistic_starttls_carries_auth(
+    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    """The default start_tls=None upgrades when offered, then authenticates over TLS."""
+    async with SMTPServer(
+        tls_context=server_tls,
+        authenticator=password_authenticator({"app": "s3cret-pw"}),
+        auth_required=True,
+    ) as server:
+        async with smtp_for(
+            server, tls_context=client_tls, username="app", password="s3cret-pw"
+        ) as smtp:
+            await smtp.send_mail(msg(1))
+        assert len(server.messages) == 1
+        wire = bytes(server.received_bytes)
+        assert b"STARTTLS" in wire
+        assert wire.index(b"STARTTLS") < wire.upper().index(b"AUTH")
+
+
+async def test_implicit_tls_carries_auth(
+    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    async with SMTPServer(
+        ssl_context=server_tls,
+        authenticator=password_authenticator({"app": "s3cret-pw"}),
+        auth_require_tls=False,  # aiosmtpd only knows about STARTTLS; this socket is TLS
+    ) as server:
+        async with smtp_for(
+            server, use_tls=True, tls_context=client_tls, username="app", password="s3cret-pw"
+        ) as smtp:
+            await smtp.send_mail(msg(1))
+        assert len(server.messages) == 1
+        assert b"AUTH " in bytes(server.received_bytes).upper()
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], False), (["--allow-insecure-auth"], True)])
+def test_cli_allow_insecure_auth_flag(flag: list[str], expected: bool) -> None:
+    import argparse
+
+    from asyncmailer._cli._transport import add_transport_options, make_transport
+
+    parser = argparse.ArgumentParser()
+    add_transport_options(parser, default_rate=None)
+    args = parser.parse_args(
+        ["--transport", "smtp", "--host", "127.0.0.1", "--user", "app", "--password", "pw", *flag]
+    )
+    transport = make_transport(args)
+    assert isinstance(transport, SMTPTransport)
+    assert transport.allow_insecure_auth is expected
 
 
 async def test_required_starttls_not_offered(smtpd: SMTPServer) -> None:

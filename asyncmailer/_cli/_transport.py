@@ -106,6 +106,11 @@ def add_transport_options(
     tls = smtp.add_mutually_exclusive_group()
     tls.add_argument("--tls", action="store_true", help="implicit TLS (port 465)")
     tls.add_argument("--starttls", action="store_true", help="require STARTTLS")
+    smtp.add_argument(
+        "--allow-insecure-auth",
+        action="store_true",
+        help="send --user/--password even when the connection has no TLS (trusted networks only)",
+    )
     files = parser.add_argument_group("file")
     files.add_argument("--dir", metavar="DIR", help="directory for the .eml files")
 
@@ -168,6 +173,8 @@ def make_transport(args: argparse.Namespace) -> Transport:
             options["use_tls"] = True
         if args.starttls:
             options["start_tls"] = True
+        if args.allow_insecure_auth:
+            options["allow_insecure_auth"] = True
         smtp_transport: Transport = cls(**options, **common)
         return smtp_transport
     if not args.dir:

@@ -11,8 +11,15 @@ Example::
 The pool keeps up to ``max_connections`` SMTP sessions open (the base class's semaphore
 bounds the sends in flight to the same number) and reuses them: a connection carries at
 most ``max_messages_per_connection`` messages, and is closed (QUIT) after
-``idle_timeout`` seconds unused. A pooled connection the server closed meanwhile is
-noticed at ``MAIL FROM``, before anything was sent, and replaced at once.
+``idle_timeout`` seconds unused. A session counts against ``max_connections`` from its
+connect until its socket is closed, QUIT included. A pooled connection the server closed
+meanwhile is noticed at ``MAIL FROM``, before anything was sent, and replaced at once. A
+new session refused while others are open (Postfix's ``421 too many connections``)
+shrinks the pool to what the server accepts: the send waits for an open session, and
+one session more is tried every ``connection_probe_interval`` seconds.
+
+Credentials are only sent over TLS (implicit, or STARTTLS): a session without it raises
+:class:`ConfigurationError` before AUTH unless ``allow_insecure_auth=True``.
 
 How SMTP outcomes map to :mod:`asyncmailer.errors` (all in :func:`_map_smtp_error`):
 
@@ -30,6 +37,8 @@ connection lost before DATA             :class:`ServiceUnavailableError`, retry-
 connection lost during DATA             :class:`DeliveryUnknownError`, ambiguous
 TLS handshake / certificate failure     :class:`ServiceUnavailableError`, final
 STARTTLS or AUTH not offered            :class:`ConfigurationError`
+credentials, no TLS on the session      :class:`ConfigurationError` (``allow_insecure_auth``)
+4xx greeting, others open               none: the send waits for an open session
 SMTPUTF8 needed, server lacks it        :class:`SMTPUTF8RequiredError` (nothing sent)
 bigger than the server's SIZE           :class:`MessageTooLargeError` (nothing sent)
 =====================================  =============================================
@@ -52,6 +61,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -62,6 +72,7 @@ from asyncmailer.errors import (
     AccessDeniedError,
     ConfigurationError,
     DailyQuotaExceededError,
+    DeliveryError,
     DeliveryTimeoutError,
     DeliveryUnknownError,
     MailError,
@@ -108,12 +119,26 @@ class _StaleConnectionError(Exception):
 class _Connection:
     """One pooled SMTP session."""
 
-    __slots__ = ("clean", "client", "idle_since", "idle_timer", "number", "pooled", "transactions")
+    __slots__ = (
+        "clean",
+        "client",
+        "closing",
+        "idle_since",
+        "idle_timer",
+        "number",
+        "pooled",
+        "socket",
+        "transactions",
+    )
 
     def __init__(self, client: aiosmtplib.SMTP, number: int) -> None:
         self.client = client
         #: Sequence number, for logs.
         self.number = number
+        #: The TCP socket (asyncio's ``TransportSocket``): closed means the slot is free.
+        self.socket: Any = client.get_transport_info("socket")
+        #: True once it is being closed: its slot is released once, when the socket is.
+        self.closing = False
         #: MAIL FROM commands issued on this connection.
         self.transactions = 0
         #: True while no transaction is half done (the connection may be reused).
@@ -122,6 +147,15 @@ class _Connection:
         self.pooled = False
         self.idle_since = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
+
+
+class _Slot:
+    """Permission to open one session; ``probe``: one more than the server last accepted."""
+
+    __slots__ = ("probe",)
+
+    def __init__(self, probe: bool) -> None:
+        self.probe = probe
 
 
 class SMTPTransport(Transport):
@@ -135,9 +169,17 @@ class SMTPTransport(Transport):
     (default: this host's FQDN, looked up once when the transport opens),
     ``source_address``, ``oauth_token_generator`` (XOAUTH2).
 
+    Credentials are only sent over TLS: without ``use_tls``, and when the server does not
+    offer STARTTLS, the session is refused with :class:`ConfigurationError` before AUTH,
+    unless ``allow_insecure_auth=True`` (a trusted network, a local relay).
+
     Pool: ``max_connections`` (default 5) bounds both the sends in flight and the open
-    connections; ``max_messages_per_connection`` (default 100, None for no limit);
-    ``idle_timeout`` seconds (default 60, None to keep idle connections open).
+    sessions, counted from connect until the socket is closed (QUIT included);
+    ``max_messages_per_connection`` (default 100, None for no limit); ``idle_timeout``
+    seconds (default 60, None to keep idle connections open). A server that refuses a new
+    session while others are open (Postfix's ``421 too many connections``) shrinks the
+    pool to the sessions it accepted; sends wait for those, and one more session is tried
+    ``connection_probe_interval`` seconds later (default 10, doubled while refused).
     ``refused_recipients``: ``"abort"`` or ``"deliver"`` (see the module docs).
 
     The rate limiter (``sending_rate`` in messages per second, or ``rate_limiter``), the
@@ -155,6 +197,7 @@ class SMTPTransport(Transport):
         password: str | None = None,
         use_tls: bool = False,
         start_tls: bool | None = None,
+        allow_insecure_auth: bool = False,
         validate_certs: bool = True,
         tls_context: ssl.SSLContext | None = None,
         cert_bundle: str | None = None,
@@ -167,6 +210,7 @@ class SMTPTransport(Transport):
         max_connections: int | None = 5,
         max_messages_per_connection: int | None = 100,
         idle_timeout: float | None = 60.0,
+        connection_probe_interval: float = 10.0,
         refused_recipients: RefusedPolicy = "abort",
         sending_rate: float | None = None,
         rate_limiter: RateLimiter | None = None,
@@ -192,9 +236,19 @@ class SMTPTransport(Transport):
             )
         if password is not None and username is None:
             raise ConfigurationError("password given without username", option="username")
+        if oauth_token_generator is not None and username is None:
+            raise ConfigurationError(
+                "oauth_token_generator needs the username it authenticates", option="username"
+            )
         if password is not None and oauth_token_generator is not None:
             raise ConfigurationError(
                 "pass either password or oauth_token_generator", option="oauth_token_generator"
+            )
+        if username is not None and start_tls is False and not use_tls and not allow_insecure_auth:
+            raise ConfigurationError(
+                "start_tls=False without use_tls would send the credentials in the clear; "
+                "use TLS, or pass allow_insecure_auth=True for a trusted network",
+                option="allow_insecure_auth",
             )
         if max_messages_per_connection is not None and (
             isinstance(max_messages_per_connection, bool) or max_messages_per_connection < 1
@@ -207,6 +261,10 @@ class SMTPTransport(Transport):
             raise ConfigurationError("idle_timeout must be positive or None", option="idle_timeout")
         if timeout is not None and timeout <= 0:
             raise ConfigurationError("timeout must be positive or None", option="timeout")
+        if not connection_probe_interval > 0:
+            raise ConfigurationError(
+                "connection_probe_interval must be positive", option="connection_probe_interval"
+            )
         if refused_recipients not in ("abort", "deliver"):
             raise ConfigurationError(
                 f"refused_recipients must be 'abort' or 'deliver', not {refused_recipients!r}",
@@ -220,6 +278,8 @@ class SMTPTransport(Transport):
         self.use_tls = use_tls
         #: STARTTLS: None (when offered), True (required) or False (never).
         self.start_tls = start_tls
+        #: Authenticate over a connection without TLS (the credentials travel in the clear).
+        self.allow_insecure_auth = allow_insecure_auth
         #: Verify the server's certificate.
         self.validate_certs = validate_certs
         #: Seconds allowed for connecting and for each command.
@@ -230,6 +290,8 @@ class SMTPTransport(Transport):
         self.max_messages_per_connection = max_messages_per_connection
         #: Seconds an unused connection stays open.
         self.idle_timeout = idle_timeout
+        #: Seconds after a refused session before the pool tries one session more.
+        self.connection_probe_interval = connection_probe_interval
         #: What a partial refusal does: ``"abort"`` or ``"deliver"``.
         self.refused_recipients: RefusedPolicy = refused_recipients
         # Connection settings, credentials included: never shown in repr or logs.
@@ -246,7 +308,17 @@ class SMTPTransport(Transport):
         self._free: list[_Connection] = []  # idle connections, most recently used last
         self._busy: set[_Connection] = set()
         self._background: set[asyncio.Task[None]] = set()
+        # Sends waiting for a session, first come first served.
+        self._waiters: deque[asyncio.Future[_Connection | _Slot]] = deque()
+        # Sessions counted against the limit: connecting, busy, idle and closing.
+        self._sessions = 0
+        self._connecting = 0
+        # Sessions the server accepts, as far as we know (None: no limit).
+        self._limit: int | None = max_connections
+        self._probe_at = 0.0
+        self._probes_refused = 0
         self._connections_opened = 0
+        self._refused = 0
         self._stale_replaced = 0
 
     def __repr__(self) -> str:
@@ -272,6 +344,16 @@ class SMTPTransport(Transport):
         return self._connections_opened
 
     @property
+    def connection_limit(self) -> int | None:
+        """Sessions the pool may hold now: ``max_connections``, or less after refusals."""
+        return self._limit
+
+    @property
+    def connections_refused(self) -> int:
+        """New sessions the server refused (``421`` at connect...) since the transport opened."""
+        return self._refused
+
+    @property
     def stale_connections_replaced(self) -> int:
         """Pooled connections found closed at MAIL FROM and replaced transparently."""
         return self._stale_replaced
@@ -293,12 +375,42 @@ class SMTPTransport(Transport):
         for conn in list(self._busy):
             # Only after a drain timeout: the sends were cancelled, the sessions are dirty.
             self._discard(conn)
-        if self._background:
+        while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     # ------------------------------------------------------------------ the pool
+    #
+    # A session holds a slot from connect until its socket is closed (QUIT included), and
+    # the slots never exceed ``_limit`` (at most ``max_connections``). Sessions are opened
+    # one at a time: with an unknown server cap, two attempts at once could both be
+    # refused. A new session refused while others are open lowers ``_limit`` to those
+    # others; the send waits for one of them instead of failing. One session more is
+    # tried (a probe) after ``connection_probe_interval``, doubled while probes are
+    # refused; an accepted probe keeps its slot and the next one comes an interval later.
 
     async def _checkout(self) -> _Connection:
+        front = False
+        while True:
+            while self._waiters and self._waiters[0].done():
+                self._waiters.popleft()  # cancelled, not yet removed by its task
+            if not self._waiters:
+                conn = self._pop_free()
+                if conn is not None:
+                    self._busy.add(conn)
+                    return conn
+            slot = None if self._waiters else self._take_slot()
+            if slot is None:
+                got = await self._wait(front=front)
+                if isinstance(got, _Connection):
+                    self._busy.add(got)
+                    return got
+                slot = got
+            conn = await self._open_session(slot)
+            if conn is not None:
+                return conn
+            front = True  # refused while others are open: first in line for one of them
+
+    def _pop_free(self) -> _Connection | None:
         loop = asyncio.get_running_loop()
         while self._free:
             conn = self._free.pop()
@@ -309,14 +421,145 @@ class SMTPTransport(Transport):
             if expired or not conn.client.is_connected:
                 self._retire(conn)
                 continue
-            self._busy.add(conn)
             return conn
-        conn = await self._connect()
+        return None
+
+    def _take_slot(self) -> _Slot | None:
+        """A slot to open a session now, if the limit (or a due probe) allows one."""
+        if self._connecting:
+            return None  # one connection attempt at a time
+        probe = False
+        if self._limit is not None and self._sessions >= self._limit:
+            ceiling = self.max_connections
+            if (ceiling is not None and self._limit >= ceiling) or (
+                asyncio.get_running_loop().time() < self._probe_at
+            ):
+                return None
+            self._limit += 1
+            probe = True
+        self._sessions += 1
+        self._connecting += 1
+        return _Slot(probe)
+
+    async def _wait(self, *, front: bool) -> _Connection | _Slot:
+        """Wait for a session handed over, or for a slot to open one."""
+        waiter: asyncio.Future[_Connection | _Slot] = asyncio.get_running_loop().create_future()
+        if front:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                got = waiter.result()  # woken, then cancelled: pass it on
+                if isinstance(got, _Connection):
+                    self._checkin(got)
+                else:
+                    self._connecting -= 1
+                    self._sessions -= 1
+                    if got.probe and self._limit is not None:
+                        self._limit -= 1
+                    self._dispatch()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+                self._dispatch()  # it may have stood first in line
+            raise
+
+    def _dispatch(self) -> None:
+        """Give idle sessions, then free slots, to the sends waiting, in order."""
+        while self._waiters:
+            waiter = self._waiters[0]
+            if waiter.done():  # cancelled meanwhile
+                self._waiters.popleft()
+                continue
+            grant: _Connection | _Slot | None = self._pop_free() or self._take_slot()
+            if grant is None:
+                return
+            if isinstance(grant, _Connection):
+                self._busy.add(grant)
+            self._waiters.popleft()
+            waiter.set_result(grant)
+
+    def _fail_waiters(self, cause: BaseException) -> None:
+        """No session is open or opening: every waiting send fails as this attempt did."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                error = _map_smtp_error(cause, phase="connect", message_id=None)
+                error.__cause__ = cause
+                waiter.set_exception(error)
+
+    async def _open_session(self, slot: _Slot) -> _Connection | None:
+        """Open a session on ``slot``; None when refused while other sessions are open."""
+        try:
+            conn = await self._connect()
+        except BaseException as error:
+            wait = False
+            try:
+                if not isinstance(error, asyncio.CancelledError):
+                    # aiosmtplib closed the transport; the socket closes on the next turn
+                    await asyncio.sleep(0)
+            finally:
+                self._connecting -= 1
+                self._sessions -= 1
+                wait = self._attempt_failed(error, slot)
+            if wait:
+                return None
+            raise
+        self._connecting -= 1
         self._busy.add(conn)
+        if slot.probe:
+            self._probes_refused = 0
+            self._probe_at = asyncio.get_running_loop().time() + self.connection_probe_interval
+            logger.info(
+                "asyncmailer: %s:%s accepted one more SMTP session; pool limit now %d",
+                self.hostname,
+                self.port,
+                self._limit,
+            )
+        self._dispatch()
         return conn
 
+    def _attempt_failed(self, error: BaseException, slot: _Slot) -> bool:
+        """Account for a failed connection attempt; True: wait for another session instead."""
+        now = asyncio.get_running_loop().time()
+        if slot.probe and self._limit is not None:
+            self._limit -= 1
+            self._probe_at = now + self.connection_probe_interval
+        cause = error.__cause__ if isinstance(error, DeliveryError) else None
+        wait = False
+        if cause is not None and _is_session_refusal(cause):
+            self._refused += 1
+            if self._sessions:
+                self._shrink(self._sessions, probe=slot.probe, now=now)
+                wait = True
+        if not wait and cause is not None and not (self._busy or self._free or self._connecting):
+            self._fail_waiters(cause)
+        self._dispatch()
+        return wait
+
+    def _shrink(self, others: int, *, probe: bool, now: float) -> None:
+        limit = others if self._limit is None else min(self._limit, others)
+        if probe:
+            self._probes_refused += 1
+        else:
+            self._probes_refused = 0
+        delay = self.connection_probe_interval * 2 ** min(self._probes_refused, 4)
+        self._probe_at = now + delay
+        if limit != self._limit:
+            logger.info(
+                "asyncmailer: %s:%s refused a new SMTP session with %d open; pool limit %d, "
+                "one more tried in %.1fs",
+                self.hostname,
+                self.port,
+                others,
+                limit,
+                delay,
+            )
+        self._limit = limit
+
     def _checkin(self, conn: _Connection) -> None:
-        self._busy.discard(conn)
         limit = self.max_messages_per_connection
         if (
             not conn.clean
@@ -326,9 +569,16 @@ class SMTPTransport(Transport):
         ):
             self._retire(conn)
             return
+        conn.pooled = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)  # stays busy: handed to the next send
+                self._dispatch()  # a probe may be due
+                return
+        self._busy.discard(conn)
         loop = asyncio.get_running_loop()
         conn.idle_since = loop.time()
-        conn.pooled = True
         if self.idle_timeout is not None:
             conn.idle_timer = loop.call_later(self.idle_timeout, self._expire, conn)
         self._free.append(conn)
@@ -347,41 +597,51 @@ class SMTPTransport(Transport):
             conn.idle_timer = None
 
     def _retire(self, conn: _Connection) -> None:
-        """Close politely (QUIT) in the background; ``_close`` waits for these."""
-        self._busy.discard(conn)
-        if not conn.client.is_connected:
-            conn.client.close()
-            return
-        task = asyncio.ensure_future(self._quit(conn))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Close politely (QUIT) in the background; the slot is free once the socket is."""
+        self._end(conn, polite=conn.client.is_connected)
 
     def _discard(self, conn: _Connection) -> None:
         """Drop a connection at once (its state is unknown): no QUIT."""
+        self._end(conn, polite=False)
+
+    def _end(self, conn: _Connection, *, polite: bool) -> None:
         self._busy.discard(conn)
         self._cancel_idle_timer(conn)
-        conn.client.close()
+        if conn.closing:
+            return
+        conn.closing = True
+        if not polite:
+            conn.client.close()
+        task = asyncio.ensure_future(self._close_session(conn, polite=polite))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _quit(self, conn: _Connection) -> None:
+    async def _close_session(self, conn: _Connection, *, polite: bool) -> None:
         import aiosmtplib
 
+        limit = min(self.timeout or 5.0, 5.0)
         try:
-            await conn.client.quit(timeout=min(self.timeout or 5.0, 5.0))
-        except (aiosmtplib.SMTPException, OSError):
-            pass  # the server went first; nothing to do
+            if polite:
+                try:
+                    await conn.client.quit(timeout=limit)
+                except (aiosmtplib.SMTPException, OSError):
+                    pass  # the server went first; nothing to do
+                finally:
+                    conn.client.close()
+            await _socket_closed(conn.socket, within=limit)
         finally:
-            conn.client.close()
+            self._sessions -= 1
+            self._dispatch()
 
     async def _connect(self) -> _Connection:
         import aiosmtplib
 
         settings = self.__settings
+        # No credentials for aiosmtplib: it would send them after connect() whether or
+        # not the session is encrypted. We authenticate ourselves, once TLS is checked.
         client = aiosmtplib.SMTP(
             hostname=self.hostname,
             port=self.port,
-            username=settings["username"],
-            password=settings["password"],
-            oauth_token_generator=settings["oauth_token_generator"],
             local_hostname=self.local_hostname,
             source_address=settings["source_address"],
             timeout=self.timeout,
@@ -400,6 +660,7 @@ class SMTPTransport(Transport):
                     await client.ehlo()
                 except aiosmtplib.SMTPHeloError:
                     await client.helo()
+            await self._authenticate(client)
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             raise _map_smtp_error(exc, phase="connect", message_id=None) from exc
@@ -413,27 +674,56 @@ class SMTPTransport(Transport):
         )
         return conn
 
+    async def _authenticate(self, client: aiosmtplib.SMTP) -> None:
+        """AUTH with the configured credentials, never over a connection without TLS."""
+        import aiosmtplib
+
+        settings = self.__settings
+        username: str | None = settings["username"]
+        if username is None:
+            return
+        if client.get_transport_info("sslcontext") is None and not self.allow_insecure_auth:
+            raise ConfigurationError(
+                f"refusing to send SMTP credentials to {self.hostname} without TLS: the "
+                "connection is not encrypted ("
+                + (
+                    "start_tls=False"
+                    if self.start_tls is False
+                    else "the server did not offer STARTTLS"
+                )
+                + "). Use start_tls=True or use_tls=True, or pass allow_insecure_auth=True "
+                "if the network to this server is trusted",
+                option="allow_insecure_auth",
+            )
+        token_generator: Callable[[], Awaitable[str]] | None = settings["oauth_token_generator"]
+        if token_generator is None:
+            await client.login(username, settings["password"] or "")
+            return
+        if "xoauth2" not in client.server_auth_methods:
+            raise aiosmtplib.SMTPException("the server does not offer AUTH XOAUTH2")
+        await client.auth_xoauth2(username, await token_generator())
+
     # ------------------------------------------------------------------ sending
 
     async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
         conn = await self._checkout()
-        try:
+        while True:
             try:
                 reply, refused = await self._transaction(conn, composed)
             except _StaleConnectionError:
                 # The server had closed this pooled connection; MAIL FROM never got
-                # through, so a new connection cannot duplicate anything.
+                # through, so another connection cannot duplicate anything.
                 self._discard(conn)
                 self._stale_replaced += 1
-                conn = await self._connect()
-                self._busy.add(conn)
-                reply, refused = await self._transaction(conn, composed)
-        except BaseException:
-            if conn.clean and conn.client.is_connected:
-                self._checkin(conn)
-            else:
-                self._discard(conn)
-            raise
+                conn = await self._checkout()
+                continue
+            except BaseException:
+                if conn.clean and conn.client.is_connected:
+                    self._checkin(conn)
+                else:
+                    self._discard(conn)
+                raise
+            break
         self._checkin(conn)
         if refused:
             accepted = len(composed.envelope.to) - len(refused)
@@ -529,6 +819,30 @@ class SMTPTransport(Transport):
             conn.clean = False
         else:
             conn.clean = True
+
+
+def _is_session_refusal(exc: BaseException) -> bool:
+    """The server refused a new session: a 4xx greeting, or a connection refused or dropped."""
+    import aiosmtplib
+
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
+        return 400 <= exc.code < 500
+    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError):
+        return False
+    return isinstance(exc, aiosmtplib.SMTPConnectError) and _tls_failure(exc) is None
+
+
+async def _socket_closed(sock: Any, within: float) -> None:
+    """Wait (``within`` seconds at most) until asyncio has closed ``sock``.
+
+    A plain transport closes its socket on the loop's next turn; a TLS one after its
+    shutdown exchange. Neither asyncio nor aiosmtplib offers a callback for it.
+    """
+    await asyncio.sleep(0)
+    for _ in range(int(within / 0.002)):
+        if sock is None or sock.fileno() == -1:
+            return
+        await asyncio.sleep(0.002)
 
 
 def _is_disconnect(exc: BaseException) -> bool:
