@@ -336,8 +336,9 @@ class Outbox:
         if values.get("appendonly") == "yes" and values.get("appendfsync") == "always":
             self._waitaof = False
             return
-        info = await cast(Any, client).execute_command("COMMAND", "INFO", "WAITAOF")
-        if info and info[0]:
+        info = await client.info("server")
+        version = tuple(int(p) for p in str(info.get("redis_version", "0.0")).split(".")[:2])
+        if version >= (7, 2):
             self._waitaof = True
             return
         raise ConfigurationError(
