@@ -284,7 +284,10 @@ async def test_resend_unknown_is_an_explicit_opt_in(
 async def test_a_slow_send_is_not_claimed_while_its_worker_lives(
     redis_server: RedisServer,
 ) -> None:
-    async with SlowTransport(1.0) as slow, Outbox(redis_server.url, transport=slow, stream="s") as box:
+    async with (
+        SlowTransport(1.0) as slow,
+        Outbox(redis_server.url, transport=slow, stream="s") as box,
+    ):
         outbox_id = await box.enqueue(**FIELDS)
         async with box.worker(concurrency=1, claim_idle=0.3), box.worker(claim_idle=0.3) as other:
             await box.wait_idle(timeout=10)
@@ -295,7 +298,10 @@ async def test_a_slow_send_is_not_claimed_while_its_worker_lives(
 
 
 async def test_graceful_stop_finishes_what_it_holds(redis_server: RedisServer) -> None:
-    async with SlowTransport(0.2) as slow, Outbox(redis_server.url, transport=slow, stream="g") as box:
+    async with (
+        SlowTransport(0.2) as slow,
+        Outbox(redis_server.url, transport=slow, stream="g") as box,
+    ):
         ids = [await box.enqueue(**FIELDS) for _ in range(12)]
         worker = box.worker(concurrency=4, drain_timeout=5)
         async with worker:
@@ -314,7 +320,10 @@ async def test_graceful_stop_finishes_what_it_holds(redis_server: RedisServer) -
 
 
 async def test_a_drain_timeout_records_unknown_not_lost(redis_server: RedisServer) -> None:
-    async with SlowTransport(5) as slow, Outbox(redis_server.url, transport=slow, stream="d") as box:
+    async with (
+        SlowTransport(5) as slow,
+        Outbox(redis_server.url, transport=slow, stream="d") as box,
+    ):
         outbox_id = await box.enqueue(**FIELDS)
         async with box.worker(concurrency=1, drain_timeout=0.2):
             while (await box.stats()).in_flight == 0:
