@@ -170,7 +170,8 @@ def test_crash_campaign(redis_server: RedisServer) -> None:
         assert len(ids) == MESSAGES
         workers = [_start_worker(redis_server.url, endpoint) for _ in range(WORKERS)]
         run_started = time.monotonic()
-        deadline = run_started + 120 + MESSAGES / RATE * 6
+        # Generous: on a loaded machine restarted workers spend seconds importing.
+        deadline = run_started + 120 + MESSAGES / 5
         next_kill = run_started + KILL_EVERY
         while True:
             waiting, in_flight, _ = asyncio.run(_progress(redis_server.url))
