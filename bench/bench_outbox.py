@@ -118,10 +118,9 @@ async def outbox_run(
         mem_after = int((await client.info("memory"))["used_memory"])
         # Per-key accounting: the payload and state of one message, and the stream's share.
         ids = [entry[1][b"i"].decode() for entry in await client.xrange("b", count=1)]
-        one = sum(
-            int(await client.memory_usage(key, samples=0) or 0)
-            for key in (box.payload_key(ids[0]), box.state_key(ids[0]))
-        )
+        one = 0
+        for key in (box.payload_key(ids[0]), box.state_key(ids[0])):
+            one += int(await client.memory_usage(key, samples=0) or 0)
         stream_share = int(await client.memory_usage("b", samples=0) or 0) / n
         # The worker sends them all.
         redis_cpu = process_cpu(redis_pid)

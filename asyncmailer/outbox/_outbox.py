@@ -158,6 +158,8 @@ class Outbox:
       transient failures before the message is marked failed.
     - ``resend_unknown``: resend a message whose worker died while sending it instead of
       parking it as unknown. **It may then be delivered twice.** Off by default.
+    - ``max_connections``: size of the connection pool the outbox creates from a URL;
+      more concurrent calls wait for a connection (a given client keeps its own pool).
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class Outbox:
         results_maxlen: int = 100_000,
         max_attempts: int = 5,
         resend_unknown: bool = False,
+        max_connections: int = 64,
     ) -> None:
         if isinstance(redis, str):
             self._url: str | None = redis
@@ -210,6 +213,14 @@ class Outbox:
         _positive("result_ttl", result_ttl)
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ConfigurationError("max_attempts must be an integer >= 1", option="max_attempts")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 2
+        ):
+            raise ConfigurationError(
+                "max_connections must be an integer >= 2", option="max_connections"
+            )
         if isinstance(results_maxlen, bool) or not isinstance(results_maxlen, int):
             raise ConfigurationError("results_maxlen must be an integer", option="results_maxlen")
         #: The transport that composes (at enqueue) and sends (in workers).
@@ -234,6 +245,8 @@ class Outbox:
         self.max_attempts = max_attempts
         #: Resend messages whose worker died mid-send (may deliver twice).
         self.resend_unknown = bool(resend_unknown)
+        #: Connections of the client the outbox creates from a URL (callers beyond it wait).
+        self.max_connections = max_connections
         #: The sorted set of scheduled messages and retries.
         self.schedule_key = f"{stream}:sched"
         #: The sorted set of unknown outcomes.
@@ -301,7 +314,12 @@ class Outbox:
             client = self._client_given
         else:
             assert self._url is not None
-            client = module.Redis.from_url(self._url, decode_responses=False)
+            # A blocking pool: a burst of enqueues waits for a connection instead of failing
+            # with "Too many connections".
+            pool = module.BlockingConnectionPool.from_url(
+                self._url, max_connections=self.max_connections, timeout=None
+            )
+            client = module.Redis(connection_pool=pool)
         self._client = client
         try:
             for name in ("ENQUEUE", "BEGIN", "FINISH", "PROMOTE", "REQUEUE", "HEARTBEAT", "STATS"):
@@ -356,6 +374,8 @@ class Outbox:
         client, self._client = self._client, None
         if client is not None and self._client_given is None:
             await client.aclose()
+            if self._client_given is None:
+                await client.connection_pool.disconnect()
 
     # ----------------------------------------------------------------- enqueue
 
