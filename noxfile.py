@@ -118,6 +118,29 @@ def faults(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def outbox_campaign(session: nox.Session) -> None:
+    """The outbox crash campaign: 10 000 messages, worker processes SIGKILLed every 2 s.
+
+    ``ASYNCMAILER_OUTBOX_MESSAGES=2000 nox -s outbox_campaign`` runs a shorter one; the
+    figures are printed and written to ``outbox-campaign.json``.
+    """
+    session.install("-e", ".[test]")
+    messages = os.environ.get("ASYNCMAILER_OUTBOX_MESSAGES", "10000")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-s",
+        "tests/test_outbox_campaign.py",
+        env={
+            "ASYNCMAILER_OUTBOX_MESSAGES": messages,
+            "ASYNCMAILER_OUTBOX_REPORT": "outbox-campaign.json",
+        },
+    )
+
+
+@nox.session(python="3.11")
 def fuzz(session: nox.Session) -> None:
     """The long hypothesis campaign (100 000 examples per property; ~20 min per compose property).
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asyncmailer import __version__
-from asyncmailer._cli import _account, _bulk, _send
+from asyncmailer._cli import _account, _bulk, _outbox, _send
 from asyncmailer._cli._demo import DemoResult, format_demo, run_demo
 from asyncmailer._cli._output import (
     EXIT_FAILURE,
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _send.add_parser(commands.add_parser)
     _account.add_parsers(commands.add_parser)
     _bulk.add_parser(commands.add_parser)
+    _outbox.add_parser(commands.add_parser)
     return parser
 
 

@@ -1,0 +1,274 @@
+"""The Lua scripts behind every state change of an outbox message.
+
+Each script runs atomically on the Redis server, so a message's state, its stream entry,
+its acknowledgement and the lists an operator reads change together or not at all.
+
+Keys, for a stream key ``S`` and an outbox id ``I``::
+
+    S                 the stream: one entry {i: I} per message waiting for or held by a worker
+    S:p:I             the payload: a JSON envelope line, then the composed bytes (stored once)
+    S:s:I             the state hash: st, c, a, k, m, e, t, at, w, sid, vm, err
+    S:k:KEY           idempotency key -> I (expires after key_ttl)
+    S:sched           sorted set: I scored by the time it is due (send_at, retry backoff)
+    S:unknown         sorted set: I scored by when it became unknown
+    S:failed          sorted set: I scored by when it failed
+    S:results         the results stream (trimmed approximately: results are not mail)
+    S:stats           counters: enqueued, sent, failed, unknown
+
+Use a hash tag in ``S`` (``mail:{outbox}``) on Redis Cluster: the scripts derive keys
+from it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BEGIN",
+    "ENQUEUE",
+    "FINISH",
+    "HEARTBEAT",
+    "PROMOTE",
+    "REQUEUE",
+    "STATS",
+]
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: KEYS: stream, state, payload, idempotency key (or the stream), sched, stats.
+#: ARGV: id, payload, key ('' none), key ttl ms, send_at ms (0 none), max queued (0 none),
+#: Message-ID. Answer: {1, id} stored, {0, id} the key was known, {2, n} full.
+ENQUEUE = (
+    _NOW
+    + """
+local id, key = ARGV[1], ARGV[3]
+if key ~= '' then
+  local known = redis.call('GET', KEYS[4])
+  if known then return {0, known} end
+end
+local limit = tonumber(ARGV[6])
+if limit > 0 then
+  local n = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[5])
+  if n >= limit then return {2, tostring(n)} end
+end
+redis.call('SET', KEYS[3], ARGV[2])
+local at = tonumber(ARGV[5])
+if at > now then
+  redis.call('HSET', KEYS[2], 'st', 'scheduled', 'c', now, 'a', 0, 'k', key, 'm', ARGV[7],
+    'at', at)
+  redis.call('ZADD', KEYS[5], at, id)
+else
+  local e = redis.call('XADD', KEYS[1], '*', 'i', id)
+  redis.call('HSET', KEYS[2], 'st', 'queued', 'c', now, 'a', 0, 'k', key, 'm', ARGV[7], 'e', e)
+end
+if key ~= '' then redis.call('SET', KEYS[4], id, 'PX', ARGV[4]) end
+redis.call('HINCRBY', KEYS[6], 'enqueued', 1)
+return {1, id}
+"""
+)
+
+_RESULT = """
+local function result(st, sid, err)
+  local f = redis.call('HMGET', KEYS[2], 'k', 'm', 'a')
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', RESULTS_MAXLEN, '*', 'i', ID, 'st', st,
+    'k', f[1] or '', 'm', f[2] or '', 'a', f[3] or '0', 'sid', sid or '', 'err', err or '')
+end
+"""
+
+#: KEYS: stream, state, payload, unknown, results, stats.
+#: ARGV: entry id, group, consumer, id, resend unknown ('1'), results maxlen.
+#: Answer: {'go', payload, attempt} | {'unknown'} | {'skip'}.
+BEGIN = (
+    _NOW
+    + """
+local E, G, ID, RESULTS_MAXLEN = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
+"""
+    + _RESULT
+    + """
+local f = redis.call('HMGET', KEYS[2], 'st', 'e', 'a', 'w')
+local st = f[1]
+if st == 'sending' and f[2] == E and f[4] == ARGV[3] then
+  -- This worker's own BEGIN, asked again after a lost reply: it has not sent yet.
+  return {'go', redis.call('GET', KEYS[3]) or '', f[3]}
+end
+if (not st) or f[2] ~= E or (st ~= 'queued' and st ~= 'sending') then
+  -- Not this entry's message any more (finished, re-queued under another entry): drop it.
+  redis.call('XACK', KEYS[1], G, E)
+  redis.call('XDEL', KEYS[1], E)
+  return {'skip'}
+end
+if st == 'sending' and ARGV[5] ~= '1' then
+  -- Its worker recorded an attempt and never reported an answer: the backend may have
+  -- accepted it. Park it for an operator; never resend it automatically.
+  redis.call('HSET', KEYS[2], 'st', 'unknown', 't', now,
+    'err', '{"type":"DeliveryUnknownError","message":"the worker sending it stopped before '
+      .. 'reporting an answer; the backend may have accepted the message","fields":'
+      .. '{"outcome":"ambiguous"}}')
+  redis.call('HDEL', KEYS[2], 'e')
+  redis.call('ZADD', KEYS[4], now, ID)
+  redis.call('XACK', KEYS[1], G, E)
+  redis.call('XDEL', KEYS[1], E)
+  redis.call('HINCRBY', KEYS[6], 'unknown', 1)
+  result('unknown', '', 'DeliveryUnknownError')
+  return {'unknown'}
+end
+local payload = redis.call('GET', KEYS[3])
+if not payload then
+  redis.call('HSET', KEYS[2], 'st', 'failed', 't', now,
+    'err', '{"type":"OutboxError","message":"the stored message is missing","fields":{}}')
+  redis.call('XACK', KEYS[1], G, E)
+  redis.call('XDEL', KEYS[1], E)
+  return {'skip'}
+end
+local a = tonumber(f[3] or '0') + 1
+redis.call('HSET', KEYS[2], 'st', 'sending', 'a', a, 'w', ARGV[3], 't', now)
+return {'go', payload, tostring(a)}
+"""
+)
+
+#: KEYS: stream, state, payload, sched, results, stats, unknown, failed.
+#: ARGV: entry id, group, id, outcome (sent|failed|unknown|retry|release), backend id,
+#: visible Message-ID, error JSON, retry delay ms, sent-state ttl ms, results maxlen.
+#: Answer: the state recorded, or 'stale'.
+FINISH = (
+    _NOW
+    + """
+local E, G, ID, RESULTS_MAXLEN = ARGV[1], ARGV[2], ARGV[3], ARGV[10]
+"""
+    + _RESULT
+    + """
+local outcome = ARGV[4]
+local f = redis.call('HMGET', KEYS[2], 'st', 'e')
+local st = f[1]
+if f[2] ~= E and not (st == 'unknown' and (outcome == 'sent' or outcome == 'failed')) then
+  redis.call('XACK', KEYS[1], G, E)
+  return 'stale'
+end
+if st == 'unknown' then
+  -- Claimed by another worker and parked as unknown while this one was still waiting for
+  -- the answer: the answer is better than "unknown". Only if nobody re-queued it since.
+  if outcome ~= 'sent' and outcome ~= 'failed' then return 'stale' end
+  if redis.call('ZREM', KEYS[7], ID) == 0 then return 'stale' end
+  redis.call('HINCRBY', KEYS[6], 'unknown', -1)
+elseif st ~= 'sending' and st ~= 'queued' then
+  redis.call('XACK', KEYS[1], G, E)
+  return 'stale'
+end
+redis.call('XACK', KEYS[1], G, E)
+redis.call('XDEL', KEYS[1], E)
+if outcome == 'release' then
+  local e = redis.call('XADD', KEYS[1], '*', 'i', ID)
+  redis.call('HSET', KEYS[2], 'st', 'queued', 'e', e, 't', now)
+  return 'queued'
+end
+redis.call('HDEL', KEYS[2], 'e', 'w')
+if outcome == 'retry' then
+  local at = now + tonumber(ARGV[8])
+  redis.call('HSET', KEYS[2], 'st', 'scheduled', 'at', at, 't', now, 'err', ARGV[7])
+  redis.call('ZADD', KEYS[4], at, ID)
+  return 'scheduled'
+end
+if outcome == 'sent' then
+  redis.call('HSET', KEYS[2], 'st', 'sent', 'sid', ARGV[5], 'vm', ARGV[6], 't', now)
+  redis.call('HDEL', KEYS[2], 'err')
+  redis.call('DEL', KEYS[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[9])
+  redis.call('HINCRBY', KEYS[6], 'sent', 1)
+  result('sent', ARGV[5], '')
+  return 'sent'
+end
+local zset = KEYS[8]
+if outcome == 'unknown' then zset = KEYS[7] end
+redis.call('HSET', KEYS[2], 'st', outcome, 't', now, 'err', ARGV[7])
+redis.call('ZADD', zset, now, ID)
+redis.call('HINCRBY', KEYS[6], outcome, 1)
+local etype = string.match(ARGV[7], '"type":"([^"]*)"') or ''
+result(outcome, '', etype)
+return outcome
+"""
+)
+
+#: KEYS: stream, sched. ARGV: state-key prefix (``S:s:``), limit.
+#: Moves due messages from the schedule into the stream. Answer: how many moved.
+PROMOTE = (
+    _NOW
+    + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for i = 1, #due do
+  local id = due[i]
+  redis.call('ZREM', KEYS[2], id)
+  local skey = ARGV[1] .. id
+  if redis.call('HGET', skey, 'st') == 'scheduled' then
+    local e = redis.call('XADD', KEYS[1], '*', 'i', id)
+    redis.call('HSET', skey, 'st', 'queued', 'e', e, 't', now)
+    redis.call('HDEL', skey, 'at')
+  end
+end
+return #due
+"""
+)
+
+#: KEYS: stream, state, payload, the list it leaves (unknown or failed), stats.
+#: ARGV: id, the state it must be in ('unknown' or 'failed').
+#: Answer: 1 re-queued, 0 not in that state, -1 payload gone.
+REQUEUE = (
+    _NOW
+    + """
+if redis.call('HGET', KEYS[2], 'st') ~= ARGV[2] then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+redis.call('ZREM', KEYS[4], ARGV[1])
+local e = redis.call('XADD', KEYS[1], '*', 'i', ARGV[1])
+redis.call('HSET', KEYS[2], 'st', 'queued', 'e', e, 't', now)
+redis.call('HDEL', KEYS[2], 'err')
+redis.call('HINCRBY', KEYS[5], ARGV[2], -1)
+return 1
+"""
+)
+
+#: KEYS: stream. ARGV: group, consumer, entry ids... Resets the idle time of the entries
+#: this consumer still owns, so that nobody claims them while they are being sent.
+HEARTBEAT = """
+local n = 0
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+"""
+
+#: KEYS: stream, sched, unknown, failed, results, stats. ARGV: group, window ms.
+#: Answer: {xlen, pending, scheduled, unknown, failed, sent total, oldest entry ms or -1,
+#: now ms, sent in window}.
+STATS = (
+    _NOW
+    + """
+local xlen = redis.call('XLEN', KEYS[1])
+local pending = 0
+local ok, summary = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1])
+if ok and summary then pending = tonumber(summary[1]) or 0 end
+local oldest = -1
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first > 0 then oldest = tonumber(string.match(first[1][1], '^(%d+)')) end
+local recent = 0
+local from = now - tonumber(ARGV[2])
+local cursor = tostring(from)
+while true do
+  local batch = redis.call('XRANGE', KEYS[5], cursor, '+', 'COUNT', 500)
+  for i = 1, #batch do
+    local fields = batch[i][2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'st' and fields[j + 1] == 'sent' then recent = recent + 1 end
+    end
+  end
+  if #batch < 500 then break end
+  cursor = '(' .. batch[#batch][1]
+end
+local sent = tonumber(redis.call('HGET', KEYS[6], 'sent') or '0')
+return {xlen, pending, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  redis.call('ZCARD', KEYS[4]), sent, oldest, now, recent}
+"""
+)

@@ -1,0 +1,471 @@
+"""Outbox workers: read through a consumer group, send through the transport, record outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from asyncmailer.errors import (
+    ConfigurationError,
+    DeliveryError,
+    MailError,
+    Outcome,
+    RateLimiterError,
+    SendAbortedError,
+    TransportStateError,
+)
+from asyncmailer.outbox._model import error_to_json
+from asyncmailer.outbox._outbox import Outbox, StoredMessage, _text
+from asyncmailer.result import SendResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["OutboxWorker", "WorkerCounts"]
+
+logger = logging.getLogger("asyncmailer.outbox")
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
+
+
+@dataclass(slots=True)
+class WorkerCounts:
+    """What one worker did since it started (for logs and tests)."""
+
+    #: Messages the transport accepted.
+    sent: int = 0
+    #: Messages marked failed.
+    failed: int = 0
+    #: Messages this worker marked unknown (its own ambiguous answers, and entries it
+    #: claimed from a dead worker that was sending them).
+    unknown: int = 0
+    #: Transient failures put back on the schedule.
+    retried: int = 0
+    #: Entries given back to the stream unsent (shutdown, transport closed, limiter down).
+    released: int = 0
+    #: Entries claimed from other consumers.
+    claimed: int = 0
+    #: Redis errors survived.
+    redis_errors: int = 0
+
+
+class OutboxWorker:
+    """Sends an :class:`~asyncmailer.outbox.Outbox`'s mail; any number may run anywhere.
+
+    Example (in an application's lifespan)::
+
+        async with ses, outbox, outbox.worker(concurrency=8):
+            yield  # the app runs; the worker sends in the background
+
+    Or ``await worker.run()`` until :meth:`stop` is called (``asyncmailer outbox work``).
+
+    For each entry the worker records the attempt (``sending``) in Redis *before* it calls
+    ``transport.send_mail``; after the answer it records the outcome and acknowledges the
+    entry in one Lua script. Entries of a worker that died stay pending; after
+    ``claim_idle`` seconds another worker claims them (``XAUTOCLAIM``): one whose attempt
+    never started is sent; one that was being sent becomes ``unknown`` and is never resent
+    automatically. A worker resets the idle time of the entries it holds every
+    ``claim_idle / 3`` seconds, so that a slow send is not taken for a dead worker.
+
+    - ``concurrency``: messages in progress at once in this worker (the transport's own
+      ``max_connections`` and rate limiter apply on top).
+    - ``claim_idle``: seconds an entry may stay unacknowledged before others claim it.
+    - ``consumer``: this worker's name in the group (default: host, pid and a random part;
+      it must be unique among live workers).
+    - ``block``: seconds one read waits for new entries (also bounds how fast :meth:`stop`
+      is noticed).
+    - ``poll_interval``: seconds between moves of due scheduled messages into the stream.
+    - ``drain_timeout``: seconds :meth:`stop` waits for sends in progress; then they are
+      cancelled and recorded as unknown (None: wait for ever).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        concurrency: int = 8,
+        claim_idle: float = 30.0,
+        consumer: str | None = None,
+        block: float = 0.5,
+        poll_interval: float = 0.25,
+        drain_timeout: float | None = 30.0,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError("concurrency must be an integer >= 1", option="concurrency")
+        for name, value in (
+            ("claim_idle", claim_idle),
+            ("block", block),
+            ("poll_interval", poll_interval),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number", option=name)
+        #: The outbox this worker serves.
+        self.outbox = outbox
+        #: Messages in progress at once.
+        self.concurrency = concurrency
+        #: Seconds before unacknowledged entries of others are claimed.
+        self.claim_idle = float(claim_idle)
+        #: This worker's consumer name.
+        self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: Seconds one read blocks.
+        self.block = float(block)
+        #: Seconds between promotions of due scheduled messages.
+        self.poll_interval = float(poll_interval)
+        #: Seconds ``stop`` waits for sends in progress.
+        self.drain_timeout = drain_timeout
+        #: What this worker did.
+        self.counts = WorkerCounts()
+        self._held: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping: asyncio.Event | None = None
+        self._slot_free: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._claim_cursor = "0-0"
+        self._rng = random.Random()
+        self._errors = _redis_errors()
+
+    def __repr__(self) -> str:
+        return f"OutboxWorker(consumer={self.consumer!r}, held={len(self._held)})"
+
+    @property
+    def held(self) -> int:
+        """Entries this worker holds now (being begun, sent or recorded)."""
+        return len(self._held)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Self:
+        self._stopping = asyncio.Event()
+        self._runner = asyncio.get_running_loop().create_task(self.run())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        if self._runner is not None:
+            await self._runner
+
+    def stop(self) -> None:
+        """Stop taking entries; ``run`` finishes what it holds, then returns."""
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Take, send and record entries until :meth:`stop`; then drain and return."""
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        chores = [
+            loop.create_task(self._every(self.poll_interval, self._promote)),
+            loop.create_task(self._every(self.claim_idle / 3, self._heartbeat)),
+        ]
+        try:
+            await self._fetch_loop()
+        finally:
+            try:
+                await self._drain()
+            finally:
+                for chore in chores:
+                    chore.cancel()
+                await asyncio.gather(*chores, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _every(self, interval: float, job: Any) -> None:
+        while True:
+            try:
+                await job()
+            except self._errors as exc:
+                self.counts.redis_errors += 1
+                logger.debug("asyncmailer.outbox: %s failed: %s", job.__name__, exc)
+            await asyncio.sleep(interval)
+
+    async def _promote(self) -> None:
+        await self.outbox.promote_due()
+
+    async def _heartbeat(self) -> None:
+        held = list(self._held)
+        if held:
+            await self.outbox.script("HEARTBEAT")(
+                keys=[self.outbox.stream], args=[self.outbox.group, self.consumer, *held]
+            )
+
+    # ----------------------------------------------------------------- taking entries
+
+    async def _fetch_loop(self) -> None:
+        assert self._stopping is not None and self._slot_free is not None
+        loop = asyncio.get_running_loop()
+        outbox = self.outbox
+        next_claim = loop.time()
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._held)
+            if free <= 0:
+                self._slot_free.clear()
+                await _wait_first(self._slot_free, self._stopping)
+                continue
+            try:
+                entries: list[tuple[str, str | None]] = []
+                if loop.time() >= next_claim:
+                    entries = await self._claim(free)
+                    if not entries:
+                        next_claim = loop.time() + min(self.claim_idle / 2, 5.0)
+                if not entries:
+                    client: Any = outbox.client
+                    answer = await client.xreadgroup(
+                        outbox.group,
+                        self.consumer,
+                        {outbox.stream: ">"},
+                        count=free,
+                        block=int(self.block * 1000),
+                    )
+                    for _, items in answer or ():
+                        for entry_id, fields in items:
+                            entries.append((_text(entry_id) or "", _outbox_id(fields)))
+                failures = 0
+            except self._errors as exc:
+                self.counts.redis_errors += 1
+                failures += 1
+                if "NOGROUP" in str(exc):
+                    with contextlib.suppress(*self._errors):
+                        await outbox.ensure_group()
+                logger.warning("asyncmailer.outbox: reading the stream failed: %s", exc)
+                await _wait_first(self._stopping, timeout=min(2.0, 0.05 * 2**failures))
+                continue
+            for entry_id, outbox_id in entries:
+                self._held.add(entry_id)
+                task = loop.create_task(self._handle(entry_id, outbox_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _claim(self, count: int) -> list[tuple[str, str | None]]:
+        outbox = self.outbox
+        client: Any = outbox.client
+        answer = await client.xautoclaim(
+            outbox.stream,
+            outbox.group,
+            self.consumer,
+            int(self.claim_idle * 1000),
+            start_id=self._claim_cursor,
+            count=count,
+        )
+        self._claim_cursor = _text(answer[0]) or "0-0"
+        out = []
+        for entry_id, fields in answer[1]:
+            text = _text(entry_id) or ""
+            if text in self._held or fields is None:
+                continue
+            out.append((text, _outbox_id(fields)))
+        self.counts.claimed += len(out)
+        return out
+
+    # ----------------------------------------------------------------- one entry
+
+    async def _handle(self, entry_id: str, outbox_id: str | None) -> None:
+        try:
+            await self._process(entry_id, outbox_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("asyncmailer.outbox: entry %s (%s) failed", entry_id, outbox_id)
+        finally:
+            self._held.discard(entry_id)
+            if self._slot_free is not None:
+                self._slot_free.set()
+
+    async def _process(self, entry_id: str, outbox_id: str | None) -> None:
+        outbox = self.outbox
+        if outbox_id is None:
+            await outbox.client.xack(outbox.stream, outbox.group, entry_id)
+            return
+        assert self._stopping is not None
+        if self._stopping.is_set():
+            await self._finish(entry_id, outbox_id, "release")
+            return
+        begin = await self._redis_retry(
+            outbox.script("BEGIN"),
+            keys=[
+                outbox.stream,
+                outbox.state_key(outbox_id),
+                outbox.payload_key(outbox_id),
+                outbox.unknown_key,
+                outbox.results_key,
+                outbox.stats_key,
+            ],
+            args=[
+                entry_id,
+                outbox.group,
+                self.consumer,
+                outbox_id,
+                "1" if outbox.resend_unknown else "0",
+                outbox.results_maxlen,
+            ],
+        )
+        if begin is None:
+            return  # Redis stayed down until stop: the entry stays pending for a claimer
+        verdict = _text(begin[0])
+        if verdict == "unknown":
+            self.counts.unknown += 1
+            return
+        if verdict != "go":
+            return
+        attempt = int(begin[2])
+        stored = StoredMessage.decode(begin[1])
+        try:
+            result = await outbox.transport.send_mail(stored.as_message())
+        except asyncio.CancelledError:
+            # Cancelled mid-send (stop() ran out of drain_timeout): the backend may have
+            # the message. Record that, then let the cancellation go on.
+            await asyncio.shield(
+                self._finish(
+                    entry_id,
+                    outbox_id,
+                    "unknown",
+                    error='{"type":"DeliveryUnknownError","message":"the worker stopped '
+                    'while the message was being sent","fields":{"outcome":"ambiguous"}}',
+                )
+            )
+            raise
+        except Exception as exc:
+            await self._record_failure(entry_id, outbox_id, attempt, exc)
+            return
+        await self._record_sent(entry_id, outbox_id, result)
+
+    async def _record_sent(self, entry_id: str, outbox_id: str, result: SendResult) -> None:
+        self.counts.sent += 1
+        await self._finish(
+            entry_id, outbox_id, "sent", backend_id=result.response, message_id=result.message_id
+        )
+
+    async def _record_failure(
+        self, entry_id: str, outbox_id: str, attempt: int, exc: Exception
+    ) -> None:
+        outbox = self.outbox
+        error = error_to_json(exc)
+        if isinstance(exc, (SendAbortedError, TransportStateError, RateLimiterError)):
+            # Nothing was sent: give the entry back for this or another worker.
+            self.counts.released += 1
+            if isinstance(exc, RateLimiterError):
+                await asyncio.sleep(0.5)
+            await self._finish(entry_id, outbox_id, "release")
+            return
+        if isinstance(exc, DeliveryError):
+            if exc.outcome is Outcome.RETRY_SAFE:
+                if attempt < outbox.max_attempts:
+                    self.counts.retried += 1
+                    delay = outbox.transport.retry.backoff(attempt, self._rng)
+                    await self._finish(
+                        entry_id, outbox_id, "retry", error=error, delay_ms=int(delay * 1000)
+                    )
+                    return
+                outcome = "failed"
+            elif exc.outcome is Outcome.AMBIGUOUS:
+                outcome = "unknown"
+            else:
+                outcome = "failed"
+        elif isinstance(exc, MailError):
+            outcome = "failed"  # the message or the configuration is wrong: nothing sent
+        else:
+            outcome = "unknown"  # an unexpected error: we cannot tell what happened
+        if outcome == "failed":
+            self.counts.failed += 1
+        else:
+            self.counts.unknown += 1
+        await self._finish(entry_id, outbox_id, outcome, error=error)
+
+    async def _finish(
+        self,
+        entry_id: str,
+        outbox_id: str,
+        outcome: str,
+        *,
+        backend_id: str = "",
+        message_id: str = "",
+        error: str = "",
+        delay_ms: int = 0,
+    ) -> None:
+        outbox = self.outbox
+        await self._redis_retry(
+            outbox.script("FINISH"),
+            keys=[
+                outbox.stream,
+                outbox.state_key(outbox_id),
+                outbox.payload_key(outbox_id),
+                outbox.schedule_key,
+                outbox.results_key,
+                outbox.stats_key,
+                outbox.unknown_key,
+                outbox.failed_key,
+            ],
+            args=[
+                entry_id,
+                outbox.group,
+                outbox_id,
+                outcome,
+                backend_id,
+                message_id,
+                error,
+                delay_ms,
+                int(outbox.result_ttl * 1000),
+                outbox.results_maxlen,
+            ],
+            # An outcome must not be lost to a Redis restart: keep trying while running,
+            # and a while longer when stopping.
+            persist=True,
+        )
+
+    async def _redis_retry(
+        self, script: Any, *, keys: list[Any], args: list[Any], persist: bool = False
+    ) -> Any:
+        assert self._stopping is not None
+        tries = 0
+        while True:
+            try:
+                return await script(keys=keys, args=args)
+            except self._errors as exc:
+                self.counts.redis_errors += 1
+                tries += 1
+                if self._stopping.is_set() and (not persist or tries > 50):
+                    logger.error("asyncmailer.outbox: giving up on Redis: %s", exc)
+                    return None
+                await asyncio.sleep(min(1.0, 0.02 * 2**tries))
+
+
+def _outbox_id(fields: Any) -> str | None:
+    if not fields:
+        return None
+    value = fields.get(b"i", fields.get("i"))
+    return _text(value)
+
+
+async def _wait_first(*events: asyncio.Event, timeout: float | None = None) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
