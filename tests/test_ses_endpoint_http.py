@@ -237,9 +237,22 @@ _FRAMING = st.sampled_from(
 )
 _VALUES = st.one_of(
     st.sampled_from(
-        [b"chunked", b"gzip, chunked", b"-6", b"\xb2", b"0", b"10", b"99999999999999999999",
-         b"100-continue", b"close", b"keep-alive", b"application/json", b"http://evil.example",
-         b"127.0.0.1", b"identity"]
+        [
+            b"chunked",
+            b"gzip, chunked",
+            b"-6",
+            b"\xb2",
+            b"0",
+            b"10",
+            b"99999999999999999999",
+            b"100-continue",
+            b"close",
+            b"keep-alive",
+            b"application/json",
+            b"http://evil.example",
+            b"127.0.0.1",
+            b"identity",
+        ]
     ),
     st.binary(max_size=20),
 )
@@ -248,8 +261,9 @@ _LINE_ENDS = st.sampled_from([b"\r\n", b"\n", b"\r", b""])
 _BODIES = st.one_of(
     st.binary(max_size=200),
     st.lists(
-        st.tuples(st.sampled_from([b"-6", b"0", b"1", b"ff", b"zz", b"1;x=y", b""]),
-                  st.binary(max_size=8)),
+        st.tuples(
+            st.sampled_from([b"-6", b"0", b"1", b"ff", b"zz", b"1;x=y", b""]), st.binary(max_size=8)
+        ),
         max_size=6,
     ).map(lambda chunks: b"".join(size + b"\r\n" + data + b"\r\n" for size, data in chunks)),
 )
