@@ -1017,3 +1017,11 @@ def test_command_line_rejects_invalid_settings(capsys: pytest.CaptureFixture[str
         main(["--throttle-ratio", "0.7", "--server-error-ratio", "0.7"])
     assert exit_info.value.code == 2
     assert "must add up to at most 1" in capsys.readouterr().err
+
+
+def test_command_line_names_extra_control_hosts() -> None:
+    from asyncmailer.testing.__main__ import build_parser
+
+    args = build_parser().parse_args(["--allow-host", "ses", "--allow-host", "ses.internal"])
+    assert args.allowed_hosts == ["ses", "ses.internal"]
+    assert build_parser().parse_args([]).allowed_hosts == []
