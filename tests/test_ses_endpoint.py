@@ -750,19 +750,35 @@ async def test_control_api_over_http(endpoint: SESEndpoint, clients: Clients) ->
         await asyncio.to_thread(remote.configure, no_such_setting=1)
 
 
-async def test_control_api_rejects_bad_settings_with_400(endpoint: SESEndpoint) -> None:
+def control_request(
+    endpoint: SESEndpoint,
+    resource: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """One control API call with urllib (blocking): (status, JSON answer)."""
     import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(
+        f"{endpoint.url}/_asyncmailer/{resource}",
+        data=body,
+        method="GET" if body is None else "POST",
+        headers=headers or {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+JSON_TYPE = {"Content-Type": "application/json"}
+
+
+async def test_control_api_rejects_bad_settings_with_400(endpoint: SESEndpoint) -> None:
     def post(body: bytes) -> tuple[int, dict[str, Any]]:
-        request = urllib.request.Request(
-            f"{endpoint.url}/_asyncmailer/config", data=body, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return control_request(endpoint, "config", body, JSON_TYPE)
 
     assert await asyncio.to_thread(post, b'{"throttle_ratio": 0.8, "server_error_ratio": 0.8}') == (
         400,
@@ -774,7 +790,104 @@ async def test_control_api_rejects_bad_settings_with_400(endpoint: SESEndpoint) 
     )
     status, _ = await asyncio.to_thread(post, b"[1]")
     assert status == 400
+    status, _ = await asyncio.to_thread(post, b"{not json")
+    assert status == 400
     assert endpoint.config.throttle_ratio == 0.0
+
+
+BROWSER_ATTACKS = [
+    # A page on another site posts a "simple" request (no preflight needed).
+    ({"Origin": "http://evil.example", "Content-Type": "text/plain"}, 403),
+    ({"Origin": "http://evil.example", **JSON_TYPE}, 403),
+    ({"Origin": "null", **JSON_TYPE}, 403),
+    ({"Sec-Fetch-Site": "cross-site", **JSON_TYPE}, 403),
+    # DNS rebinding: evil.example now resolves to 127.0.0.1, the page is "same-origin".
+    ({"Host": "evil.example", **JSON_TYPE}, 403),
+    ({"Host": "evil.example:8025", "Origin": "http://evil.example:8025", **JSON_TYPE}, 403),
+    ({"Host": "localhost.evil.example", **JSON_TYPE}, 403),
+    ({"Host": "127.0.0.1@evil.example", **JSON_TYPE}, 403),
+    ({"Host": "127.0.0.1:notaport", **JSON_TYPE}, 403),
+    # Without a JSON content type: what a form or a no-cors fetch can send.
+    ({"Content-Type": "text/plain"}, 415),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ({"Content-Type": "multipart/form-data; boundary=x"}, 415),
+    ({}, 415),
+]
+
+
+@pytest.mark.parametrize(("headers", "status"), BROWSER_ATTACKS)
+async def test_control_api_refuses_cross_origin_browser_requests_and_changes_nothing(
+    endpoint: SESEndpoint, clients: Clients, headers: dict[str, str], status: int
+) -> None:
+    await clients.send("v2", RAW)
+    before = (endpoint.config, endpoint.stats().messages_accepted, len(endpoint.messages()))
+
+    results = [
+        await asyncio.to_thread(control_request, endpoint, "config", b'{"latency": 9}', headers),
+        await asyncio.to_thread(control_request, endpoint, "reset", b"{}", headers),
+    ]
+    if "Content-Type" in headers and headers["Content-Type"] == "application/json":
+        # Reads are refused too when the Host or Origin is foreign.
+        for resource in ("messages?raw=1", "stats", "config"):
+            results.append(
+                await asyncio.to_thread(control_request, endpoint, resource, None, headers)
+            )
+
+    assert {code for code, _ in results} == {status}
+    assert all("message" in answer and "Message" not in answer for _, answer in results)
+    after = (endpoint.config, endpoint.stats().messages_accepted, len(endpoint.messages()))
+    assert after == before
+    assert endpoint.config.latency == 0.0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # curl, urllib
+        {"Host": "localhost"},
+        {"Host": "LOCALHOST:1"},
+        {"Host": "127.0.0.1"},
+        {"Host": "[::1]:8025"},
+        {"Host": "192.0.2.7:8025"},  # reached by address from another machine
+        {"Origin": "http://127.0.0.1:{port}"},  # a page served by the endpoint itself
+        {"Sec-Fetch-Site": "none"},  # typed into the address bar
+    ],
+)
+async def test_control_api_serves_same_origin_tools(
+    endpoint: SESEndpoint, headers: dict[str, str]
+) -> None:
+    headers = {name: value.format(port=endpoint.port) for name, value in headers.items()}
+    status, stats = await asyncio.to_thread(control_request, endpoint, "stats", None, headers)
+    assert (status, stats["messages_accepted"]) == (200, 0)
+    status, config = await asyncio.to_thread(
+        control_request, endpoint, "config", b'{"latency": 0.01}', {**JSON_TYPE, **headers}
+    )
+    assert (status, config["latency"]) == (200, 0.01)
+    status, _ = await asyncio.to_thread(
+        control_request,
+        endpoint,
+        "reset",
+        b"",
+        {"Content-Type": "application/json; charset=utf-8", **headers},
+    )
+    assert status == 200
+
+
+async def test_allowed_hosts_name_the_endpoint_for_other_machines() -> None:
+    async with SESEndpoint(allowed_hosts=["ses.internal"]) as endpoint:
+        named = {"Host": f"SES.internal:{endpoint.port}", **JSON_TYPE}
+        other = {"Host": f"evil.example:{endpoint.port}", **JSON_TYPE}
+        assert (await asyncio.to_thread(control_request, endpoint, "stats", None, named))[0] == 200
+        assert (await asyncio.to_thread(control_request, endpoint, "stats", None, other))[0] == 403
+
+
+async def test_the_ses_api_is_not_affected_by_the_control_checks(
+    endpoint: SESEndpoint, clients: Clients
+) -> None:
+    # SDKs send no Origin and sign the Host they were given; nothing else changes for them.
+    await clients.send("v1", RAW)
+    await clients.send("v2", RAW)
+    assert endpoint.stats().messages_accepted == 2
 
 
 # ---------------------------------------------------------------- storage and modes
@@ -904,3 +1017,11 @@ def test_command_line_rejects_invalid_settings(capsys: pytest.CaptureFixture[str
         main(["--throttle-ratio", "0.7", "--server-error-ratio", "0.7"])
     assert exit_info.value.code == 2
     assert "must add up to at most 1" in capsys.readouterr().err
+
+
+def test_command_line_names_extra_control_hosts() -> None:
+    from asyncmailer.testing.__main__ import build_parser
+
+    args = build_parser().parse_args(["--allow-host", "ses", "--allow-host", "ses.internal"])
+    assert args.allowed_hosts == ["ses", "ses.internal"]
+    assert build_parser().parse_args([]).allowed_hosts == []

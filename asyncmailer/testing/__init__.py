@@ -2,8 +2,9 @@
 
 :class:`SESEndpoint` serves the SES v1 query API and SESv2 on loopback so the real
 :class:`~asyncmailer.transports.SESTransport` and real aiobotocore HTTP can be exercised
-without an AWS account, with counters for rate tests and configurable faults. It needs
-only the standard library. Example::
+without an AWS account, with counters for rate tests and configurable faults. It serves
+HTTP with aiohttp's low-level server (aiohttp comes with aiobotocore), so it needs nothing
+beyond asyncmailer's own dependencies. Example::
 
     from asyncmailer.testing import SESEndpoint
 

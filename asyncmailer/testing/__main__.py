@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="verified email addresses/domains; when given, other senders are rejected",
     )
     add("--configuration-set", nargs="+", action="extend", dest="configuration_sets")
+    add(
+        "--allow-host",
+        action="append",
+        default=[],
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="another host name the control API may be reached by (IP addresses, localhost "
+        "and --host always are); repeatable",
+    )
     return parser
 
 
@@ -114,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             store_dir=args.store_dir,
             seed=args.seed,
+            allowed_hosts=args.allowed_hosts,
             **_settings(args),
         )
     except ConfigurationError as exc:

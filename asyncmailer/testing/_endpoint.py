@@ -1,22 +1,28 @@
-"""The local SES-compatible endpoint: lifecycle, dispatch, and the control API."""
+"""The local SES-compatible endpoint: lifecycle, dispatch, and the control API.
+
+HTTP itself is aiohttp's (see ``_server.py``); this module routes requests to the SES API
+modules and serves the control API, which only answers requests that a web page in the
+developer's browser cannot make (see :meth:`SESEndpoint._refuse_foreign`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from asyncmailer.errors import ConfigurationError, TransportStateError
 from asyncmailer.testing._account import Account
 from asyncmailer.testing._config import EndpointConfig
-from asyncmailer.testing._http import HTTPServer, Request, Response
+from asyncmailer.testing._server import HTTPServer, Request, Response
 from asyncmailer.testing._ses_api import SESError, v1_error_body, v2_error_body
 from asyncmailer.testing._stats import EndpointStats
 from asyncmailer.testing._store import (
@@ -55,6 +61,13 @@ class SESEndpoint:
     sequence). ``clock`` (default :func:`time.monotonic`) times arrivals and the send-rate
     and 24-hour windows; tests may pass a fake one. Injected latency always uses the event
     loop's timer.
+
+    The control API (``/_asyncmailer/...``) answers only requests whose ``Host`` is an IP
+    address, ``localhost``, ``host`` or one of ``allowed_hosts`` (names by which other
+    machines or containers reach the endpoint, such as a compose service name), that carry
+    no foreign ``Origin``, and whose ``POST`` bodies are ``application/json``: a web page
+    the developer visits can neither reconfigure it nor read its messages, even through
+    DNS rebinding.
     """
 
     def __init__(
@@ -66,12 +79,16 @@ class SESEndpoint:
         store_dir: str | os.PathLike[str] | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        allowed_hosts: Iterable[str] = (),
         **settings: Any,
     ) -> None:
         base = config if config is not None else EndpointConfig()
         self._config = base.replace(**settings) if settings else base
         self._host = host
         self._port = port
+        self._allowed_hosts = frozenset(
+            name.lower().strip("[]") for name in (host, "localhost", *allowed_hosts)
+        )
         self._store: MessageStore = (
             DirectoryStore(store_dir) if store_dir is not None else MemoryStore()
         )
@@ -283,7 +300,52 @@ class SESEndpoint:
 
     # ------------------------------------------------------------------------ control API
 
+    def _refuse_foreign(self, request: Request) -> Response | None:
+        """A 403 or 415 for a control request a browser may have made for another site.
+
+        DNS rebinding points a name the attacker owns at 127.0.0.1: the browser then sends
+        that name as ``Host``, which is refused. A cross-origin request from a page carries
+        its ``Origin`` (or ``Sec-Fetch-Site``), which is refused. A page can send
+        ``application/json`` elsewhere only after a CORS preflight, which this endpoint
+        never grants, so requiring it on ``POST`` refuses the rest. Tools (curl, urllib,
+        :class:`RemoteEndpoint`) send none of these headers and are served.
+        """
+        headers = request.headers
+        host = headers.get("Host")
+        if host is not None and not self._is_own_host(host):
+            return _json_response({"message": f"foreign Host {host!r} refused"}, 403)
+        origin = headers.get("Origin")
+        if origin is not None and (host is None or origin.lower() != f"http://{host.lower()}"):
+            return _json_response({"message": f"cross-origin request from {origin!r}"}, 403)
+        site = headers.get("Sec-Fetch-Site")
+        if site is not None and site.lower() not in ("same-origin", "none"):
+            return _json_response({"message": f"{site} browser request refused"}, 403)
+        if request.method not in ("GET", "HEAD"):
+            media_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
+            if media_type != "application/json":
+                return _json_response({"message": "the body must be application/json"}, 415)
+        return None
+
+    def _is_own_host(self, host: str) -> bool:
+        parts = urlsplit(f"//{host}")
+        try:
+            name, _ = parts.hostname, parts.port  # .port raises ValueError when malformed
+        except ValueError:
+            return False
+        if name is None or parts.path or parts.query or parts.username is not None:
+            return False
+        if name in self._allowed_hosts:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
     def _control(self, request: Request) -> Response | Awaitable[Response]:
+        refusal = self._refuse_foreign(request)
+        if refusal is not None:
+            return refusal
         name = request.path[len(CONTROL_PREFIX) :].strip("/")
         method = request.method
         try:

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from asyncmailer.testing._account import Account, Region, SendRequest
 from asyncmailer.testing._config import EndpointConfig
-from asyncmailer.testing._http import Request, Response
+from asyncmailer.testing._server import Request, Response
 from asyncmailer.testing._ses_api import (
     SESError,
     address_list,
