@@ -377,7 +377,7 @@ class _StaleFirstLimiter(LocalRateLimiter):
     """Hands out one grant that is already stale, then normal ones."""
 
     def __init__(self, rate: float) -> None:
-        super().__init__(rate)
+        super().__init__(rate, margin=1.0)  # only the forced one goes stale, even on a busy box
         self.grants = 0
 
     async def acquire(self, weight: int = 1) -> Grant:
@@ -405,13 +405,13 @@ async def test_the_grant_is_checked_again_at_before_send_after_signing() -> None
     # A handler the user registered ages the grant after the transport's own check and
     # before the request leaves: the before-send check catches it, and the request is
     # built and signed again on a new grant. Exactly one request reaches the endpoint.
-    limiter = LocalRateLimiter(1000, margin=0.01)
+    limiter = LocalRateLimiter(1000, margin=0.2)
     slept: list[float] = []
 
     async def slow_once(**_: Any) -> None:
         if not slept:
-            slept.append(0.05)
-            await asyncio.sleep(0.05)
+            slept.append(0.3)
+            await asyncio.sleep(0.3)
 
     async with SESEndpoint() as endpoint:
         config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
