@@ -18,8 +18,10 @@ from urllib.parse import unquote_to_bytes
 
 from anyio import Path as AsyncPath
 
-from asyncmailer.errors import ContentError
+from asyncmailer._controls import control_char_error
+from asyncmailer.errors import ContentError, HeaderError
 from asyncmailer.message import Attachment, IcalEvent, Message
+from asyncmailer.mime._headers import check_media_type
 
 __all__ = [
     "DEFAULT_MAX_URL_BYTES",
@@ -49,7 +51,12 @@ def is_http_url(value: str) -> bool:
 
 
 def parse_data_url(url: str, field: str) -> tuple[bytes, str]:
-    """Decode a ``data:`` URL into (bytes, media type); the type defaults to ``text/plain``."""
+    """Decode a ``data:`` URL into (bytes, media type); the type defaults to ``text/plain``.
+
+    Raises :class:`~asyncmailer.errors.ContentError` for a malformed URL and
+    :class:`~asyncmailer.errors.HeaderError` for a media type that is not a valid
+    ``type/subtype`` (a data URL's type is written into the part's ``Content-Type``).
+    """
     match = _DATA_URL.fullmatch(url.strip())
     if match is None:
         raise ContentError(f"{field}: malformed data: URL", field=field, source=url[:64])
@@ -64,8 +71,17 @@ def parse_data_url(url: str, field: str) -> tuple[bytes, str]:
             data = unquote_to_bytes(payload)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise ContentError(f"{field}: malformed data: URL", field=field, source=url[:64]) from None
-    mime_type = media.split(";", 1)[0].strip().lower() or "text/plain"
-    return data, mime_type
+    # The media type becomes the part's Content-Type: it passes the content_type check,
+    # and the (ignored) parameters must be printable ASCII like the rest of a URL.
+    why = control_char_error(media)
+    if why is not None or not media.isascii():
+        raise HeaderError(
+            f"{field}: invalid media type in data: URL {media!r}: "
+            + (why or "non-ASCII character"),
+            field=field,
+        )
+    mime_type = media.split(";", 1)[0].strip(" \t").lower() or "text/plain"
+    return data, check_media_type(mime_type, field)
 
 
 @dataclass(frozen=True, slots=True)
