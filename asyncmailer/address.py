@@ -11,7 +11,13 @@ Parsing is strict where a mistake would send mail to the wrong place (a display 
 without ``<...>``, a stray ``<``, CR/LF/NUL anywhere) and lenient where intent is clear
 (``;`` as a list separator outside a group, empty list items, a group missing its final
 ``;``). Every failure is an :class:`~asyncmailer.errors.AddressError` naming the field and
-the offending text.
+the offending text. Parsing runs in linear time, whatever the input.
+
+Control characters (C0 but TAB, DEL, C1 such as NEL, U+2028, U+2029) are refused in
+addresses, quoted local parts included. Domains are encoded with IDNA2008 and UTS #46
+(non-transitional) by the ``idna`` package: ``b@faß.de`` is ``b@xn--fa-hia.de``; a domain
+that the mapping would change beyond case (full-width letters, soft hyphens, an
+ideographic full stop) is refused, never silently rewritten.
 """
 
 from __future__ import annotations
@@ -201,9 +207,7 @@ def _check_name(name: str, field: str) -> str:
 # would also swallow NEL, U+2028... silently). Every quantifier here is followed by
 # something it cannot match, so a failed match backtracks in linear time: no
 # ``[ ...]*? *`` pair whose ambiguous split makes "a" + " " * n + "x" quadratic.
-_FAST_BARE = re.compile(
-    r"[ \t\r\n]*([^\s\"(),:;<>@\\\[\]]+@[^\s\"(),:;<>@\\\[\]]+)[ \t\r\n]*"
-)
+_FAST_BARE = re.compile(r"[ \t\r\n]*([^\s\"(),:;<>@\\\[\]]+@[^\s\"(),:;<>@\\\[\]]+)[ \t\r\n]*")
 _FAST_NAMED = re.compile(
     r"[ \t\r\n]*((?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+(?: +[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+)*)?)"
     r"[ \t\r\n]*<([^\s\"(),:;<>@\\]+@[^\s\"(),:;<>@\\]+)>[ \t\r\n]*"

@@ -321,7 +321,12 @@ class DKIMSigner:
       (default ``("from",)``).
     - ``canonicalization``: ``"relaxed/relaxed"`` (default), ``"relaxed/simple"``,
       ``"simple/simple"``..., header then body.
-    - ``identity``: the agent or user identifier (``i=``), ``@domain`` or a subdomain.
+    - ``identity``: the agent or user identifier (``i=``): ``[local]@domain``, in ``domain``
+      or a subdomain, the local part an ASCII dot-atom (RFC 6376 3.5).
+
+    Every option is validated here (ConfigurationError naming it), whether it comes from
+    the constructor, :meth:`replace` or a message's ``dkim`` mapping: nothing a caller
+    passes can add a tag or a header line to the signature.
     - ``timestamp``: write ``t=`` (default True); ``expires_in``: seconds until ``x=``.
     - ``thread_threshold``: :meth:`sign_async` signs bigger messages (octets) in a worker
       thread (default :data:`DEFAULT_THREAD_THRESHOLD`).

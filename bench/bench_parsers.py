@@ -93,9 +93,7 @@ def main() -> None:
     for name, make in SHAPES.items():
         small = best(make(n), args.runs)
         large = best(make(8 * n), args.runs)
-        print(
-            f"{name:<36} {small * 1e3:>9.2f} ms {large * 1e3:>9.2f} ms {large / small:>6.1f}x"
-        )
+        print(f"{name:<36} {small * 1e3:>9.2f} ms {large * 1e3:>9.2f} ms {large / small:>6.1f}x")
 
 
 if __name__ == "__main__":

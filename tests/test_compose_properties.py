@@ -50,7 +50,7 @@ CTRL = st.sampled_from(
         "\x00",
         "\n ",
         "\r\nBcc: evil@x.com\r\n",
-        # line breaks for Unicode-aware readers, and other controls (tests/test_security_properties.py)
+        # line ends for Unicode-aware readers, other controls (see test_security_properties.py)
         "\x85",
         "\u2028",
         "\u2029",

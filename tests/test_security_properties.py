@@ -44,7 +44,7 @@ from tests.mime_helpers import check_wire, header_names, parse, part_header_name
 
 BASE: dict[str, Any] = {"from_": "a@example.com", "to": "b@example.com"}
 #: Every character the composer refuses where a value reaches a header or the envelope.
-FORBIDDEN = [chr(c) for c in (*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))] + [
+FORBIDDEN = [chr(c) for c in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))] + [
     "\u2028",
     "\u2029",
 ]
@@ -126,7 +126,11 @@ def test_property_data_url_media_type(media: str, html: bool) -> None:
     try:
         raw = compose_sync(message).raw
     except MessageError as exc:
-        assert exc.field in ("attachments[0]", "html")
+        refused = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.field in ("attachments[0]", "html")
         return
     check_wire(raw)
     parse(raw)
@@ -222,7 +226,11 @@ def test_property_dkim_fields(option: str, value: str, prefix: str) -> None:
     try:
         signer = DKIMSigner(private_key=KEY, **kwargs)
     except ConfigurationError as exc:
-        assert exc.option == option
+        refused = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.option == option
         return
     raw = b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n"
     signed = signer.sign_bytes(raw, now=1)
@@ -332,7 +340,11 @@ def test_property_control_characters_in_every_field(
     try:
         raw = compose_sync(Message(**fields, attachments=[Attachment(**att)])).raw
     except MessageError as exc:
-        assert exc.field
+        refused = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.field
         return
     assert where in ("subject", "name", "filename", "header_value"), "accepted"
     check_wire(raw)  # 7-bit: the control was encoded (RFC 2047 / 2231), never written raw
@@ -445,7 +457,11 @@ def test_property_long_addresses(local: str, domain: str, pad: int) -> None:
     try:
         composed = compose_sync(Message(from_="a@example.com", to=text, text="t"))
     except AddressError as exc:
-        assert exc.field == "to"
+        refused = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.field == "to"
         return
     (rcpt,) = composed.envelope.to
     spec_local, _, spec_domain = rcpt.rpartition("@")
@@ -493,7 +509,11 @@ def test_property_idn_domains(label: str) -> None:
     try:
         spec = ascii_addr_spec(f"b@{label}.de", field="to")
     except AddressError as exc:
-        assert exc.field == "to"
+        refused = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.field == "to"
         return
     domain = spec.rpartition("@")[2]
     assert domain.isascii()

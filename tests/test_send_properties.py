@@ -230,7 +230,9 @@ def messages(draw: st.DrawFn) -> Message:
     elif breakage == "data url":
         fields["attachments"] = [Attachment(href=f"data:{draw(hostile(3))},x")]
     elif breakage == "idn":
-        label = draw(st.sampled_from(["faß", "ｆａｓｓ", "fa\u00adss", "bücher", "e\u0301", "xn--abc-"]))
+        label = draw(
+            st.sampled_from(["faß", "ｆａｓｓ", "fa\u00adss", "bücher", "e\u0301", "xn--abc-"])
+        )
         fields["to"] = [f"b@{label}.example"]
     elif breakage == "blocked attachment":
         name = draw(st.sampled_from(["setup.exe", "run.BAT", "a.js", "x.vbs"]))

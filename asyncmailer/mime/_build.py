@@ -51,7 +51,7 @@ __all__ = ["BuildOptions", "build_message", "make_envelope", "new_token"]
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A parameter: token = token / quoted-string (no control character but TAB, even escaped).
 _PARAM = re.compile(
-    r'[ \t]*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)[ \t]*=[ \t]*'
+    r"[ \t]*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)[ \t]*=[ \t]*"
     rf'("(?:[^"\\{CONTROL_CLASS}]|\\[^{CONTROL_CLASS}])*"|[!#$%&\'*+\-.^_`|~0-9A-Za-z]+)[ \t]*'
 )
 _CID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
