@@ -11,7 +11,13 @@ Parsing is strict where a mistake would send mail to the wrong place (a display 
 without ``<...>``, a stray ``<``, CR/LF/NUL anywhere) and lenient where intent is clear
 (``;`` as a list separator outside a group, empty list items, a group missing its final
 ``;``). Every failure is an :class:`~asyncmailer.errors.AddressError` naming the field and
-the offending text.
+the offending text. Parsing runs in linear time, whatever the input.
+
+Control characters (C0 but TAB, DEL, C1 such as NEL, U+2028, U+2029) are refused in
+addresses, quoted local parts included. Domains are encoded with IDNA2008 and UTS #46
+(non-transitional) by the ``idna`` package: ``b@faß.de`` is ``b@xn--fa-hia.de``; a domain
+that the mapping would change beyond case (full-width letters, soft hyphens, an
+ideographic full stop) is refused, never silently rewritten.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import idna
+
+from asyncmailer._controls import control_char_error
 from asyncmailer.errors import AddressError
 
 __all__ = [
@@ -68,11 +77,13 @@ AddressesLike = AddressLike | Group | Sequence[AddressLike | Group]
 
 # ----------------------------------------------------------------------- addr-spec
 
-# RFC 5322 atext, plus any non-ASCII character (RFC 6532 UTF8-non-ascii).
-_ATEXT = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff"
+# RFC 5322 atext, plus non-ASCII characters (RFC 6532 UTF8-non-ascii) other than controls.
+_NON_ASCII = "\u00a0-\u2027\u202a-\ud7ff\ue000-\U0010ffff"
+_ATEXT = rf"A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~{_NON_ASCII}"
 _DOT_ATOM = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
-# A quoted local part: printable ASCII (or non-ASCII) and spaces, with quoted-pairs.
-_QUOTED_LOCAL = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00\r\n])*"')
+# A quoted local part (RFC 5321 Quoted-string, RFC 6531 non-ASCII): printable ASCII and
+# spaces, and quoted-pairs of printable ASCII; never TAB (no SMTP command may carry it).
+_QUOTED_LOCAL = re.compile(rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_NON_ASCII}]|\\[\x20-\x7e])*"')
 _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _DOMAIN_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 # The common case, checked in one regex: plain ASCII dot-atom@hostname.
@@ -86,20 +97,50 @@ def _bad(field: str, text: str, why: str) -> AddressError:
     return AddressError(f"{field}: invalid address {text!r}: {why}", field=field, text=text)
 
 
+def _idna_domain(domain: str) -> str:
+    """The A-label form of a Unicode ``domain`` (IDNA2008, UTS #46 non-transitional).
+
+    Raises ``ValueError`` with the reason when ``idna`` refuses the domain, or when the
+    UTS #46 mapping would change it beyond case folding (full-width letters, a soft hyphen,
+    an ideographic full stop...): sending elsewhere than what the caller wrote (and
+    checked against an allow list) must never happen silently.
+    """
+    try:
+        mapped = idna.uts46_remap(domain, std3_rules=False, transitional=False)
+        encoded = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"not a valid IDNA2008 domain ({exc})") from None
+    if mapped != domain.lower():
+        raise ValueError(
+            f"the domain is written differently from its normalised form {mapped!r} "
+            "(UTS #46 mapping); write it in that form"
+        )
+    return encoded
+
+
 @functools.lru_cache(maxsize=1024)
-def _ascii_domain(domain: str) -> str | None:
-    """IDNA-encode ``domain``; None when it is not a valid domain."""
+def _ascii_domain(domain: str) -> tuple[str | None, str]:
+    """IDNA-encode ``domain``: (A-label domain, "") or (None, why it is invalid)."""
     if domain.startswith("["):
-        return domain if _DOMAIN_LITERAL.fullmatch(domain) else None
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
+        if _DOMAIN_LITERAL.fullmatch(domain):
+            return domain, ""
+        return None, "invalid domain literal"
+    if len(domain) > 253:  # an A-label is never shorter than its U-label
+        return None, "domain longer than 253 characters"
+    try:
+        if not domain.isascii():
+            domain = _idna_domain(domain)
+        elif "xn--" in domain.lower():
+            # A-labels written by the caller must decode to a valid IDNA2008 name
+            _idna_domain(idna.decode(domain))
+    except ValueError as exc:
+        return None, str(exc)
+    except idna.IDNAError as exc:
+        return None, f"not a valid IDNA2008 domain ({exc})"
     labels = domain.split(".")
     if len(domain) > 253 or not all(_LDH_LABEL.fullmatch(label) for label in labels):
-        return None
-    return domain
+        return None, "invalid domain"
+    return domain, ""
 
 
 def _split_addr_spec(address: str, field: str) -> tuple[str, str]:
@@ -108,12 +149,13 @@ def _split_addr_spec(address: str, field: str) -> tuple[str, str]:
     if not at or not local or not domain:
         raise _bad(field, address, "expected local@domain")
     if not (_DOT_ATOM.fullmatch(local) or _QUOTED_LOCAL.fullmatch(local)):
-        raise _bad(field, address, "invalid local part")
+        why = control_char_error(local)
+        raise _bad(field, address, f"{why} in the local part" if why else "invalid local part")
     if len(local.encode("utf-8")) > 64:
         raise _bad(field, address, "local part longer than 64 octets")
-    ascii_domain = _ascii_domain(domain)
+    ascii_domain, why = _ascii_domain(domain)
     if ascii_domain is None:
-        raise _bad(field, address, "invalid domain")
+        raise _bad(field, address, why)
     return local, ascii_domain
 
 
@@ -131,6 +173,7 @@ def ascii_addr_spec(address: str, *, field: str) -> str:
         if (
             at <= 64
             and len(domain) <= 253
+            and "--" not in domain  # A-labels ("xn--") are checked on the slow path
             and all(_LDH_LABEL.fullmatch(label) for label in domain.split("."))
         ):
             return address
@@ -160,9 +203,14 @@ def _check_name(name: str, field: str) -> str:
 
 # ------------------------------------------------------------------------- parsing
 
-_FAST_BARE = re.compile(r"\s*([^\s\"(),:;<>@\\\[\]]+@[^\s\"(),:;<>@\\\[\]]+)\s*")
+# Fast paths for the common shapes. Only ASCII whitespace counts as whitespace (``\s``
+# would also swallow NEL, U+2028... silently). Every quantifier here is followed by
+# something it cannot match, so a failed match backtracks in linear time: no
+# ``[ ...]*? *`` pair whose ambiguous split makes "a" + " " * n + "x" quadratic.
+_FAST_BARE = re.compile(r"[ \t\r\n]*([^\s\"(),:;<>@\\\[\]]+@[^\s\"(),:;<>@\\\[\]]+)[ \t\r\n]*")
 _FAST_NAMED = re.compile(
-    r"\s*([A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ .]*?)\s*<([^\s\"(),:;<>@\\]+@[^\s\"(),:;<>@\\]+)>\s*"
+    r"[ \t\r\n]*((?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+(?: +[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+)*)?)"
+    r"[ \t\r\n]*<([^\s\"(),:;<>@\\]+@[^\s\"(),:;<>@\\]+)>[ \t\r\n]*"
 )
 
 _WS = re.compile(r"[ \t\r\n]+")

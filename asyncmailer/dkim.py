@@ -29,6 +29,7 @@ import binascii
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import re
 import time
@@ -38,6 +39,7 @@ from typing import Any, Literal
 
 import anyio.to_thread
 
+from asyncmailer.address import _ascii_domain as _address_domain
 from asyncmailer.errors import ConfigurationError, MessageError
 from asyncmailer.result import ComposedMessage
 
@@ -88,11 +90,22 @@ DEFAULT_THREAD_THRESHOLD = 512 * 1024
 # between recipients). Trace fields are refused too: relays add them.
 _NEVER_SIGNED = frozenset({"dkim-signature", "bcc", "resent-bcc", "received", "return-path"})
 _CANONICALIZATIONS = ("simple", "relaxed")
-_SELECTOR_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9_-]+)*\Z")
-_HEADER_NAME_RE = re.compile(r"[!-9;-~]+\Z")
+# One DNS label of a selector or a domain (RFC 6376 3.1: sub-domain; "_" tolerated inside).
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\Z")
+# A field name in h=: RFC 5322 ftext without ";", which would end the tag (RFC 6376 3.2).
+_HEADER_NAME_RE = re.compile(r"[!-9<-~]+\Z")
+# The local part of i= (RFC 6376 3.5): an ASCII dot-atom; "=" is written as "=3D".
+_IDENTITY_LOCAL_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*\Z"
+)
+# t= and x= have at most 12 digits (RFC 6376 3.5).
+_MAX_TIME = 10**12 - 1
 _WSP_RUN = re.compile(rb"[ \t]+")
 _SPACE_RUN = re.compile(rb" {2,}")
-_TRAILING_CRLFS = re.compile(rb"(?:\r\n)*\Z")
+# Trailing CRLF pairs, matched on the *reversed* tail ("\n\r" pairs from the start):
+# anchored at the start, the match never backtracks, where "(?:\r\n)*\Z" searched
+# forwards retries from every offset (quadratic on "\r\n" * n + "\r").
+_REVERSED_CRLFS = re.compile(rb"(?:\n\r)*")
 _LINE_WIDTH = 76
 _INSTALL_HINT = "DKIM signing needs the 'cryptography' package: pip install 'asyncmailer[dkim]'"
 
@@ -201,17 +214,18 @@ def _split_message(raw: bytes) -> tuple[list[tuple[str, bytes]], bytes]:
         head, body = raw if raw.endswith(b"\r\n") else raw + b"\r\n", b""
     else:
         head, body = raw[: end + 2], raw[end + 4 :]
-    fields: list[tuple[str, bytes]] = []
+    # continuation lines are gathered in lists and joined once: appending them to a
+    # growing bytes value would copy it for each line (quadratic in a long folded field)
+    pending: list[tuple[str, list[bytes]]] = []
     for line in head.split(b"\r\n")[:-1]:
-        if line[:1] in (b" ", b"\t") and fields:
-            name, text = fields[-1]
-            fields[-1] = (name, text + b"\r\n" + line)
+        if line[:1] in (b" ", b"\t") and pending:
+            pending[-1][1].append(line)
             continue
         colon = line.find(b":")
         if colon <= 0:
             raise MessageError("DKIM: a header line has no field name", field="raw")
-        fields.append((line[:colon].strip().decode("ascii", "replace").lower(), line))
-    return fields, body
+        pending.append((line[:colon].strip().decode("ascii", "replace").lower(), [line]))
+    return [(name, b"\r\n".join(lines)) for name, lines in pending], body
 
 
 def _canon_header(field: bytes, method: str) -> bytes:
@@ -236,9 +250,9 @@ def _canon_body(body: bytes, method: str) -> bytes:
             body = body[:-1]
     stripped = body.rstrip(b"\r\n")
     tail = body[len(stripped) :]
-    match = _TRAILING_CRLFS.search(tail)
-    assert match is not None  # the pattern matches the empty string at the end
-    body = stripped + tail[: match.start()]
+    match = _REVERSED_CRLFS.match(tail[::-1])
+    assert match is not None  # the pattern matches the empty string
+    body = stripped + tail[: len(tail) - match.end()]
     if body:
         return body + b"\r\n"
     return b"" if method == "relaxed" else b"\r\n"
@@ -307,7 +321,12 @@ class DKIMSigner:
       (default ``("from",)``).
     - ``canonicalization``: ``"relaxed/relaxed"`` (default), ``"relaxed/simple"``,
       ``"simple/simple"``..., header then body.
-    - ``identity``: the agent or user identifier (``i=``), ``@domain`` or a subdomain.
+    - ``identity``: the agent or user identifier (``i=``): ``[local]@domain``, in ``domain``
+      or a subdomain, the local part an ASCII dot-atom (RFC 6376 3.5).
+
+    Every option is validated here (ConfigurationError naming it), whether it comes from
+    the constructor, :meth:`replace` or a message's ``dkim`` mapping: nothing a caller
+    passes can add a tag or a header line to the signature.
     - ``timestamp``: write ``t=`` (default True); ``expires_in``: seconds until ``x=``.
     - ``thread_threshold``: :meth:`sign_async` signs bigger messages (octets) in a worker
       thread (default :data:`DEFAULT_THREAD_THRESHOLD`).
@@ -345,8 +364,8 @@ class DKIMSigner:
         thread_threshold: int = DEFAULT_THREAD_THRESHOLD,
     ) -> None:
         #: Signing domain (``d=``), as an ASCII (A-label) string.
-        self.domain = _ascii_domain(domain)
-        if not isinstance(selector, str) or not _SELECTOR_RE.match(selector):
+        self.domain = _dkim_domain(domain, "domain")
+        if not isinstance(selector, str) or not _dns_name_ok(selector):
             raise ConfigurationError(f"invalid DKIM selector {selector!r}", option="selector")
         #: Selector (``s=``).
         self.selector = selector
@@ -361,20 +380,26 @@ class DKIMSigner:
         self.header_canonicalization: Canonicalization = header_c
         #: Body canonicalization: ``"relaxed"`` or ``"simple"``.
         self.body_canonicalization: Canonicalization = body_c
-        if identity is not None:
-            at = identity.rfind("@")
-            where = identity[at + 1 :].lower() if at >= 0 else ""
-            if at < 0 or not (where == self.domain or where.endswith("." + self.domain)):
-                raise ConfigurationError(
-                    f"identity {identity!r} must be '@{self.domain}' or in a subdomain of it",
-                    option="identity",
-                )
-        #: Agent or user identifier (``i=``), or None.
-        self.identity = identity
+        #: Agent or user identifier (``i=``; domain as A-labels), or None.
+        self.identity = None if identity is None else _identity(identity, self.domain)
+        if not isinstance(timestamp, bool):
+            raise ConfigurationError("timestamp must be True or False", option="timestamp")
         #: Whether ``t=`` is written.
         self.timestamp = timestamp
-        if expires_in is not None and expires_in <= 0:
-            raise ConfigurationError("expires_in must be positive", option="expires_in")
+        if expires_in is not None and (
+            isinstance(expires_in, bool)
+            or not isinstance(expires_in, (int, float))
+            or not math.isfinite(expires_in)
+            or not 0 < expires_in <= _MAX_TIME // 10
+        ):
+            raise ConfigurationError(
+                f"expires_in must be a positive number of seconds, not {expires_in!r}",
+                option="expires_in",
+            )
+        if isinstance(thread_threshold, bool) or not isinstance(thread_threshold, int):
+            raise ConfigurationError(
+                "thread_threshold must be an int (octets)", option="thread_threshold"
+            )
         #: Seconds from signing until the signature expires (``x=``), or None.
         self.expires_in = expires_in
         #: Messages larger than this (octets) are signed in a worker thread by :meth:`sign_async`.
@@ -471,7 +496,8 @@ class DKIMSigner:
             ("s", self.selector),
         ]
         if self.identity is not None:
-            tags.append(("i", self.identity))
+            # dkim-quoted-printable: "=" is the one dot-atom character it escapes
+            tags.append(("i", self.identity.replace("=", "=3D")))
         if self.timestamp:
             tags.append(("t", str(signed_at)))
         if self.expires_in is not None:
@@ -552,16 +578,43 @@ def resolve_signer(
     )
 
 
-def _ascii_domain(domain: str) -> str:
-    if not isinstance(domain, str) or not domain.strip(". "):
-        raise ConfigurationError(f"invalid DKIM domain {domain!r}", option="domain")
-    try:
-        ascii_domain = domain.strip().rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise ConfigurationError(f"invalid DKIM domain {domain!r}", option="domain") from None
-    if not _SELECTOR_RE.match(ascii_domain) or "." not in ascii_domain:
-        raise ConfigurationError(f"invalid DKIM domain {domain!r}", option="domain")
-    return ascii_domain
+def _dns_name_ok(name: str) -> bool:
+    """True for a dot-separated name of LDH labels (``_`` inside) of at most 253 octets."""
+    return len(name) <= 253 and all(_LABEL_RE.match(label) for label in name.split("."))
+
+
+def _dkim_domain(domain: object, option: str) -> str:
+    """The signing domain as lower-case A-labels (IDNA2008, UTS #46), or ConfigurationError."""
+    what = "domain" if option == "domain" else f"{option} domain"
+    # a trailing dot (the DNS root) is the one spelling variant taken off; nothing else is
+    if not isinstance(domain, str) or not domain.rstrip("."):
+        raise ConfigurationError(f"invalid DKIM {what} {domain!r}", option=option)
+    ascii_domain, why = _address_domain(domain.removesuffix("."))
+    if ascii_domain is None or not _dns_name_ok(ascii_domain) or "." not in ascii_domain:
+        raise ConfigurationError(
+            f"invalid DKIM {what} {domain!r}" + (f": {why}" if why else ""), option=option
+        )
+    return ascii_domain.lower()
+
+
+def _identity(identity: object, domain: str) -> str:
+    """Validate an ``i=`` value (RFC 6376 3.5): ``[local]@domain``, in ``domain`` or below it."""
+    if not isinstance(identity, str):
+        raise ConfigurationError("identity must be a string", option="identity")
+    local, at, where = identity.rpartition("@")
+    if not at or (local and not _IDENTITY_LOCAL_RE.match(local)):
+        raise ConfigurationError(
+            f"invalid DKIM identity {identity!r}: expected [local-part]@domain, the local "
+            "part an ASCII dot-atom",
+            option="identity",
+        )
+    ascii_where = _dkim_domain(where, "identity")
+    if not (ascii_where == domain or ascii_where.endswith("." + domain)):
+        raise ConfigurationError(
+            f"identity {identity!r} must be '@{domain}' or in a subdomain of it",
+            option="identity",
+        )
+    return f"{local}@{ascii_where}"
 
 
 def _header_names(names: Iterable[str], *, option: str = "headers") -> tuple[str, ...]:
@@ -569,7 +622,7 @@ def _header_names(names: Iterable[str], *, option: str = "headers") -> tuple[str
         raise ConfigurationError(f"{option} must be a sequence of header names", option=option)
     result: list[str] = []
     for name in names:
-        lower = name.strip().lower() if isinstance(name, str) else ""
+        lower = name.lower() if isinstance(name, str) else ""
         if not _HEADER_NAME_RE.match(lower):
             raise ConfigurationError(f"invalid header name {name!r} in {option}", option=option)
         if lower in _NEVER_SIGNED:

@@ -66,7 +66,8 @@ class Attachment:
     content: bytes | str | AsyncIterable[bytes] | None = None
     #: A local file to read.
     path: str | None = None
-    #: An ``http(s)://`` URL (off unless URL access is enabled) or a ``data:`` URL.
+    #: An ``http(s)://`` URL (off unless URL access is enabled; redirects are refused) or a
+    #: ``data:`` URL (its media type must be a valid ``type/subtype``).
     href: str | None = None
     #: MIME type; guessed from the filename when absent.
     content_type: str | None = None
@@ -104,7 +105,11 @@ class IcalEvent:
 
 @dataclass(frozen=True, slots=True)
 class PreparedHeader:
-    """A header value written exactly as given (after CR/LF/NUL validation), not encoded."""
+    """A header value written exactly as given, not encoded.
+
+    Validated first: CR and LF only as ``CRLF`` + space/tab folds, no other control
+    character (NUL, NEL, U+2028/U+2029...; TAB is allowed), lines of at most 998 octets.
+    """
 
     #: The value, already folded/encoded by the caller.
     value: str

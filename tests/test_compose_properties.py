@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.header
 import email.utils
+import re
 import string
 from typing import Any
 
@@ -17,7 +18,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from asyncmailer.errors import MessageError
-from asyncmailer.message import Attachment, ListHeaders, Message
+from asyncmailer.message import Attachment, ListHeaders, Message, PreparedHeader
 from asyncmailer.mime import compose_sync
 from tests.mime_helpers import (
     check_wire,
@@ -41,7 +42,25 @@ cids = st.text(
 )
 bodies = st.text(max_size=300)
 filenames = st.text(min_size=1, max_size=80)
-CTRL = st.sampled_from(["\r", "\n", "\r\n", "\x00", "\n ", "\r\nBcc: evil@x.com\r\n"])
+CTRL = st.sampled_from(
+    [
+        "\r",
+        "\n",
+        "\r\n",
+        "\x00",
+        "\n ",
+        "\r\nBcc: evil@x.com\r\n",
+        # line ends for Unicode-aware readers, other controls (see test_security_properties.py)
+        "\x85",
+        "\u2028",
+        "\u2029",
+        "\x0b",
+        "\x0c",
+        "\x1b",
+        "\x7f",
+        "\u2028Bcc: evil@x.com\u2028",
+    ]
+)
 
 
 def _mailboxes(raw: bytes, name: str) -> list[tuple[str, str]]:
@@ -130,6 +149,10 @@ FIELDS = [
     "in_reply_to",
     "address",
     "date",
+    "quoted_local",
+    "content_type",
+    "data_url",
+    "prepared",
 ]
 
 
@@ -170,6 +193,14 @@ def test_no_header_injection(where: str, base: str, ctrl: str, at: int) -> None:
         fields["in_reply_to"] = evil
     elif where == "address":
         fields["to"] = evil
+    elif where == "quoted_local":
+        fields["to"] = [("", '"' + evil.replace('"', "").replace("\\", "") + '"@example.com')]
+    elif where == "content_type":
+        attachment["content_type"] = 'application/pdf; name="' + evil.replace('"', "") + '"'
+    elif where == "data_url":
+        attachment = {"href": f"data:{evil},x", "filename": "f.bin"}
+    elif where == "prepared":
+        fields["headers"] = {"X-Custom": PreparedHeader(evil)}
     else:
         fields["date"] = evil
     message = Message(**fields, attachments=[Attachment(**attachment), Attachment(**image)])
@@ -180,11 +211,14 @@ def test_no_header_injection(where: str, base: str, ctrl: str, at: int) -> None:
         assert refused_field
         return
     check_wire(raw)
+    # no control character but TAB left anywhere, once the CRLF line ends are taken out
+    assert not re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", raw.replace(b"\r\n", b""))
     parse(raw)
     expected = {"From", "To", "Subject", "Message-ID", "Date", "MIME-Version", "Content-Type"}
     expected |= {
         "headers": set(),
         "header_value": {"X-Custom"},
+        "prepared": {"X-Custom"},
         "list_url": {"List-Unsubscribe"},
         "in_reply_to": {"In-Reply-To"},
     }.get(where, set())

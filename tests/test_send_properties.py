@@ -122,6 +122,10 @@ HOSTILE = st.sampled_from(
         "=?utf-8?b?DQpYLUluamVjdGVkOiB5ZXM=?=",
         "é",
         "\u2028",
+        "\u2029",
+        "\x85",
+        "\x0b",
+        "\x1b",
         "\x7f",
         "\t",
     ]
@@ -167,6 +171,9 @@ BREAKAGES = ["none"] * 8 + [
     "message id",
     "size",
     "blocked attachment",
+    "quoted local",
+    "data url",
+    "idn",
 ]
 
 
@@ -216,6 +223,17 @@ def messages(draw: st.DrawFn) -> Message:
         fields["message_id"] = draw(hostile())
     elif breakage == "size":
         fields["text"] = "x" * draw(st.integers(min_value=LIMIT - 2000, max_value=LIMIT + 4000))
+    elif breakage == "quoted local":
+        # reaches SES Destinations: controls must be refused before the request
+        local = draw(hostile(3)).replace('"', "").replace("\\", "")
+        fields["to"] = [("", f'"{local}"@example.com')]
+    elif breakage == "data url":
+        fields["attachments"] = [Attachment(href=f"data:{draw(hostile(3))},x")]
+    elif breakage == "idn":
+        label = draw(
+            st.sampled_from(["faß", "ｆａｓｓ", "fa\u00adss", "bücher", "e\u0301", "xn--abc-"])
+        )
+        fields["to"] = [f"b@{label}.example"]
     elif breakage == "blocked attachment":
         name = draw(st.sampled_from(["setup.exe", "run.BAT", "a.js", "x.vbs"]))
         fields["attachments"] = [Attachment(filename=name, content=b"MZ")]

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from asyncmailer._controls import CONTROL_CLASS, control_char_error
 from asyncmailer.address import Address, Group, ascii_addr_spec, parse_address, parse_addresses
 from asyncmailer.errors import ContentError, HeaderError, MessageError
 from asyncmailer.message import Attachment, Envelope, IcalEvent, ListHeaders, Message
@@ -31,6 +32,7 @@ from asyncmailer.mime._headers import (
     MAX_LINE,
     address_tokens,
     check_header_name,
+    check_media_type,
     check_text,
     custom_header_lines,
     fold,
@@ -47,8 +49,10 @@ from asyncmailer.result import ComposedMessage
 __all__ = ["BuildOptions", "build_message", "make_envelope", "new_token"]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A parameter: token = token / quoted-string (no control character but TAB, even escaped).
 _PARAM = re.compile(
-    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*("(?:[^"\\\r\n\x00]|\\[^\r\n\x00])*"|[!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*'
+    r"[ \t]*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)[ \t]*=[ \t]*"
+    rf'("(?:[^"\\{CONTROL_CLASS}]|\\[^{CONTROL_CLASS}])*"|[!#$%&\'*+\-.^_`|~0-9A-Za-z]+)[ \t]*'
 )
 _CID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
 _DATA_IMG = re.compile(r"(<img\b[^<>]{0,1024}?\ssrc\s*=\s*[\"']?)(data:[^\"'\s<>]+)", re.IGNORECASE)
@@ -212,15 +216,15 @@ def _assign_boundaries(root: Node, options: BuildOptions) -> dict[int, str]:
 def _ctype(value: str, field: str) -> tuple[str, list[str]]:
     """Split and validate ``type/subtype; k=v`` → (``type/subtype``, [``k=v``...])."""
     check_text(value, field)
+    why = control_char_error(value)
+    if why is not None:
+        raise HeaderError(f"{field}: invalid content type {value!r}: {why}", field=field)
     main, _, rest = value.partition(";")
-    main = main.strip().lower()
-    kind, slash, sub = main.partition("/")
-    if not slash or not _TOKEN.fullmatch(kind) or not _TOKEN.fullmatch(sub):
-        raise HeaderError(f"{field}: invalid content type {value!r}", field=field)
+    main = check_media_type(main.strip(" \t").lower(), field)
     params: list[str] = []
-    if rest.strip():
+    if rest.strip(" \t"):
         for piece in rest.split(";"):
-            if not piece.strip():
+            if not piece.strip(" \t"):
                 continue
             match = _PARAM.fullmatch(piece)
             if match is None:
@@ -237,6 +241,12 @@ def _without_param(params: list[str], name: str) -> list[str]:
 def _decode_str_content(value: str, encoding: str | None, field: str) -> tuple[bytes, str | None]:
     """Bytes for ``str`` content and the charset to declare (None for base64/hex input)."""
     enc = (encoding or "utf-8").lower()
+    if enc not in ("base64", "hex") and not _TOKEN.fullmatch(enc):
+        # the name is written as the charset parameter: codec lookup alone would accept
+        # "utf-8\r\n" (it ignores punctuation around the name)
+        raise ContentError(
+            f"{field}.encoding: invalid charset name {encoding!r}", field=f"{field}.encoding"
+        )
     try:
         if enc == "base64":
             return binascii.a2b_base64(value), None
@@ -357,11 +367,13 @@ def _basename(location: str) -> str:
     return re.split(r"[/\\]", location)[-1]
 
 
-def _guess_type(filename: str | None) -> str | None:
+def _guess_type(filename: str | None, field: str) -> str | None:
     if not filename:
         return None
     guessed, _ = mimetypes.guess_type(filename, strict=False)
-    return guessed
+    # guess_type() reads a file name that looks like a data: URL as one, media type
+    # included: the guess is checked like any content_type
+    return None if guessed is None else check_media_type(guessed, f"{field}.filename")
 
 
 def _disposition_params(filename: str | None, field: str) -> list[str]:
@@ -400,7 +412,7 @@ def _attachment_leaf(
     if att.content_type is not None:
         ctype, params = _ctype(att.content_type, f"{field}.content_type")
     else:
-        guessed = content.mime_type or _guess_type(filename)
+        guessed = content.mime_type or _guess_type(filename, field)
         default = "text/plain" if alternative else "application/octet-stream"
         ctype, params = (guessed or default), []
     is_text = ctype.startswith("text/")

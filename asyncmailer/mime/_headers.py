@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from asyncmailer._controls import control_char_error
 from asyncmailer.address import Address, Group, ascii_addr_spec, parse_addresses
 from asyncmailer.errors import AddressError, HeaderError
 from asyncmailer.message import ListHeaders, ListLink, PreparedHeader
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_LINE",
     "address_tokens",
     "check_header_name",
+    "check_media_type",
     "fold",
     "format_date",
     "list_header_lines",
@@ -47,6 +49,11 @@ _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'
 _QUOTABLE = re.compile(r"[\x20-\x7e]{1,60}")
 _QUOTE_ESCAPE = re.compile(r'(["\\])')
 _PREPARED_BAD = re.compile(r"\x00|\r(?!\n[ \t])|(?<!\r)\n|\r\n[ \t]*(?=\r|$)")
+# Every other forbidden control (asyncmailer._controls, CR and LF excepted: folds are
+# checked above); one search per prepared value.
+_PREPARED_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# RFC 2045 token: the type and the subtype of a media type.
+_MEDIA_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ID_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*"
 _MSG_ID = re.compile(rf"<?({_ID_ATOM}@(?:{_ID_ATOM}|\[[\x21-\x5a\x5e-\x7e]*\]))>?")
 
@@ -79,6 +86,22 @@ def check_header_name(name: object, field: str) -> str:
     if not isinstance(name, str) or not _FTEXT.fullmatch(name):
         raise HeaderError(f"{field}: invalid header name {name!r}", field=field)
     return name
+
+
+def check_media_type(value: str, field: str) -> str:
+    """Return ``value`` (``type/subtype``, no parameters) if both parts are RFC 2045 tokens.
+
+    Every media type the composer writes passes here, whether it comes from
+    ``content_type``, a ``data:`` URL or a guess from a file name: a type is the one
+    Content-Type part written without encoding, so nothing else may reach it.
+    """
+    kind, slash, sub = value.partition("/")
+    if not slash or not _MEDIA_TOKEN.fullmatch(kind) or not _MEDIA_TOKEN.fullmatch(sub):
+        why = control_char_error(value)
+        raise HeaderError(
+            f"{field}: invalid media type {value!r}" + (f" ({why})" if why else ""), field=field
+        )
+    return value
 
 
 def fold(name: str, tokens: Sequence[str]) -> bytes:
@@ -176,10 +199,18 @@ def address_tokens(
 
 
 def prepared_line(name: str, value: PreparedHeader, field: str) -> bytes:
-    """Validate a prepared header value: only ``CRLF WSP`` folds, no NUL, lines ≤ 998."""
+    """Validate a prepared header value: only ``CRLF WSP`` folds, no other control
+    character (NUL, NEL, U+2028...; TAB is allowed), lines ≤ 998 octets."""
     text = value.value
     if not isinstance(text, str):
         raise HeaderError(f"{field}: a PreparedHeader value must be a string", field=field)
+    bad = _PREPARED_CONTROL.search(text)
+    if bad is not None:
+        raise HeaderError(
+            f"{field}: a prepared value cannot contain control character "
+            f"U+{ord(bad.group()):04X} (index {bad.start()})",
+            field=field,
+        )
     if _PREPARED_BAD.search(text) or not text.strip():
         raise HeaderError(
             f"{field}: a prepared value may contain CRLF only as a fold (CRLF + space/tab), "

@@ -18,8 +18,10 @@ from urllib.parse import unquote_to_bytes
 
 from anyio import Path as AsyncPath
 
-from asyncmailer.errors import ContentError
+from asyncmailer._controls import control_char_error
+from asyncmailer.errors import ConfigurationError, ContentError, HeaderError
 from asyncmailer.message import Attachment, IcalEvent, Message
+from asyncmailer.mime._headers import check_media_type
 
 __all__ = [
     "DEFAULT_MAX_URL_BYTES",
@@ -49,7 +51,12 @@ def is_http_url(value: str) -> bool:
 
 
 def parse_data_url(url: str, field: str) -> tuple[bytes, str]:
-    """Decode a ``data:`` URL into (bytes, media type); the type defaults to ``text/plain``."""
+    """Decode a ``data:`` URL into (bytes, media type); the type defaults to ``text/plain``.
+
+    Raises :class:`~asyncmailer.errors.ContentError` for a malformed URL and
+    :class:`~asyncmailer.errors.HeaderError` for a media type that is not a valid
+    ``type/subtype`` (a data URL's type is written into the part's ``Content-Type``).
+    """
     match = _DATA_URL.fullmatch(url.strip())
     if match is None:
         raise ContentError(f"{field}: malformed data: URL", field=field, source=url[:64])
@@ -64,8 +71,17 @@ def parse_data_url(url: str, field: str) -> tuple[bytes, str]:
             data = unquote_to_bytes(payload)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise ContentError(f"{field}: malformed data: URL", field=field, source=url[:64]) from None
-    mime_type = media.split(";", 1)[0].strip().lower() or "text/plain"
-    return data, mime_type
+    # The media type becomes the part's Content-Type: it passes the content_type check,
+    # and the (ignored) parameters must be printable ASCII like the rest of a URL.
+    why = control_char_error(media)
+    if why is not None or not media.isascii():
+        raise HeaderError(
+            f"{field}: invalid media type in data: URL {media!r}: "
+            + (why or "non-ASCII character"),
+            field=field,
+        )
+    mime_type = media.split(";", 1)[0].strip(" \t").lower() or "text/plain"
+    return data, check_media_type(mime_type, field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +180,19 @@ async def _fetch(field: str, url: str, max_bytes: int, seconds: float) -> bytes:
         client_timeout = aiohttp.ClientTimeout(total=seconds)
         async with (
             aiohttp.ClientSession(timeout=client_timeout) as session,
-            session.get(url) as response,
+            # Redirects are not followed: the caller approved this URL, not wherever its
+            # server points next (a redirect to 127.0.0.1 or a cloud metadata address
+            # would attach internal data to outgoing mail).
+            session.get(url, allow_redirects=False) as response,
         ):
+            if 300 <= response.status < 400:
+                location = response.headers.get("Location", "")
+                raise ContentError(
+                    f"{field}: GET {url} answered HTTP {response.status} (a redirect to "
+                    f"{location[:200]!r}); redirects are not followed: use the final URL",
+                    field=field,
+                    source=url,
+                )
             if response.status != 200:
                 raise ContentError(
                     f"{field}: GET {url} answered HTTP {response.status}", field=field, source=url
@@ -200,8 +227,19 @@ async def resolve_sources(
     """Read every pending source of ``message``; ``{field: content}``.
 
     Honours ``disable_file_access`` and ``disable_url_access`` with
-    :class:`~asyncmailer.errors.ContentError`.
+    :class:`~asyncmailer.errors.ContentError`. Each URL is fetched with one ``GET``
+    (redirects are refused, not followed), at most ``max_url_bytes`` octets (decoded)
+    within ``url_timeout`` seconds, connection and body included.
     """
+    if isinstance(max_url_bytes, bool) or not isinstance(max_url_bytes, int) or max_url_bytes < 0:
+        raise ConfigurationError(
+            f"max_url_bytes must be an int >= 0, not {max_url_bytes!r}", option="max_url_bytes"
+        )
+    if not isinstance(url_timeout, (int, float)) or not 0 < url_timeout < float("inf"):
+        raise ConfigurationError(
+            f"url_timeout must be a positive number of seconds, not {url_timeout!r}",
+            option="url_timeout",
+        )
     resolved: dict[str, bytes] = {}
     for item in pending_sources(message):
         if item.kind == "iter":
