@@ -50,6 +50,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import _common
+from asyncmailer.transports._ses_signing import use_fast_signer
 
 import asyncmailer.transports.ses as ses_module
 from asyncmailer.transports import SESTransport
@@ -59,7 +60,6 @@ from asyncmailer.transports._ses_client import (
     cache_endpoints,
     use_fast_emitter,
 )
-from asyncmailer.transports._ses_signing import use_fast_signer
 
 __all__ = ["ALL_TWEAKS", "BREAKDOWN_ROWS", "apply_tweaks", "breakdown", "untuned"]
 

@@ -16,7 +16,15 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from asyncmailer import Attachment, Message, SESTransport, TransportState, compose
+from asyncmailer import (
+    Attachment,
+    AWSClientSettings,
+    Limits,
+    Message,
+    SESTransport,
+    TransportState,
+    compose,
+)
 from asyncmailer.errors import (
     ConfigurationError,
     DeliveryError,
@@ -365,7 +373,7 @@ async def test_a_failed_warm_up_is_logged_at_warning_with_its_cause(
         region_name="eu-west-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
-        connect_timeout=1,
+        aws=AWSClientSettings(connect_timeout=1),
     ):
         pass
     records = [r for r in caplog.records if "warm-up" in r.getMessage()]
@@ -392,7 +400,7 @@ async def test_a_stale_grant_is_asked_for_again_and_nothing_is_written() -> None
     limiter = _StaleFirstLimiter(1000)
     async with (
         SESEndpoint() as endpoint,
-        SESTransport(endpoint_url=endpoint.url, rate_limiter=limiter) as ses,
+        SESTransport(endpoint_url=endpoint.url, limits=Limits(rate_limiter=limiter)) as ses,
     ):
         result = await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
         assert ses.stale_grants == 1
@@ -419,7 +427,7 @@ async def test_the_grant_is_checked_again_at_before_send_after_signing() -> None
             "sesv2", config=config, **endpoint.client_kwargs()
         ) as client:
             client.meta.events.register("request-created.sesv2.SendEmail", slow_once)
-            async with SESTransport(client, rate_limiter=limiter) as ses:
+            async with SESTransport(client, limits=Limits(rate_limiter=limiter)) as ses:
                 await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
                 assert ses.stale_grants == 1
             # Closed: the handler is gone from the user's client; a stale grant in the

@@ -31,6 +31,7 @@ from asyncmailer.errors import (
     SMTPUTF8RequiredError,
 )
 from asyncmailer.message import Message
+from asyncmailer.options import SMTPPool, TLSSettings
 from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports.smtp import SMTPTransport, _map_smtp_error
 from tests.smtpd_helpers import RecordingHandler, SMTPServer, password_authenticator
@@ -138,7 +139,7 @@ async def test_concurrency_is_bounded_by_max_connections() -> None:
 
 
 async def test_max_messages_per_connection(smtpd: SMTPServer) -> None:
-    async with smtp_for(smtpd, max_messages_per_connection=2) as smtp:
+    async with smtp_for(smtpd, pool=SMTPPool(max_messages_per_connection=2)) as smtp:
         for n in range(5):
             await smtp.send_mail(msg(n))
     assert smtpd.connections == 3
@@ -147,7 +148,7 @@ async def test_max_messages_per_connection(smtpd: SMTPServer) -> None:
 
 
 async def test_idle_connections_are_closed(smtpd: SMTPServer) -> None:
-    async with smtp_for(smtpd, idle_timeout=0.05) as smtp:
+    async with smtp_for(smtpd, pool=SMTPPool(idle_timeout=0.05)) as smtp:
         await smtp.send_mail(msg(1))
         assert smtpd.open == 1
         for _ in range(100):  # at most 1 s; normally ~60 ms
@@ -380,7 +381,7 @@ async def test_message_larger_than_server_size_limit() -> None:
 
 async def test_implicit_tls(server_tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> None:
     async with SMTPServer(ssl_context=server_tls) as server:
-        async with smtp_for(server, use_tls=True, tls_context=client_tls) as smtp:
+        async with smtp_for(server, use_tls=True, tls=TLSSettings(context=client_tls)) as smtp:
             await smtp.send_mail(msg(1))
             await smtp.send_mail(msg(2))
         assert len(server.messages) == 2
@@ -406,7 +407,11 @@ async def test_starttls_with_auth(server_tls: ssl.SSLContext, client_tls: ssl.SS
         auth_required=True,
     ) as server:
         async with smtp_for(
-            server, start_tls=True, tls_context=client_tls, username="app", password="s3cret-pw"
+            server,
+            start_tls=True,
+            tls=TLSSettings(context=client_tls),
+            username="app",
+            password="s3cret-pw",
         ) as smtp:
             await smtp.send_mail(msg(1))
             await smtp.send_mail(msg(2))
@@ -522,7 +527,7 @@ async def test_opportunistic_starttls_carries_auth(
         auth_required=True,
     ) as server:
         async with smtp_for(
-            server, tls_context=client_tls, username="app", password="s3cret-pw"
+            server, tls=TLSSettings(context=client_tls), username="app", password="s3cret-pw"
         ) as smtp:
             await smtp.send_mail(msg(1))
         assert len(server.messages) == 1
@@ -540,7 +545,11 @@ async def test_implicit_tls_carries_auth(
         auth_require_tls=False,  # aiosmtpd only knows about STARTTLS; this socket is TLS
     ) as server:
         async with smtp_for(
-            server, use_tls=True, tls_context=client_tls, username="app", password="s3cret-pw"
+            server,
+            use_tls=True,
+            tls=TLSSettings(context=client_tls),
+            username="app",
+            password="s3cret-pw",
         ) as smtp:
             await smtp.send_mail(msg(1))
         assert len(server.messages) == 1
@@ -593,9 +602,9 @@ def test_configuration_is_validated() -> None:
     with pytest.raises(ConfigurationError):
         SMTPTransport(password="x")
     with pytest.raises(ConfigurationError):
-        SMTPTransport(max_messages_per_connection=0)
+        SMTPPool(max_messages_per_connection=0)
     with pytest.raises(ConfigurationError):
-        SMTPTransport(idle_timeout=0)
+        SMTPPool(idle_timeout=0)
     with pytest.raises(ConfigurationError):
         SMTPTransport(refused_recipients="drop")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
