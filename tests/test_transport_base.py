@@ -286,8 +286,14 @@ async def test_invalid_input_never_reaches_the_backend() -> None:
             await transport.send_mail(msg(0), headers={"X-Tag\r\nBcc": "victim@example.org"})
         with pytest.raises(MessageError):
             await transport.send_mail(from_="a@example.com", to="not an address", text="x")
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(MessageError) as info:
             await transport.send_mail(42)  # type: ignore[arg-type]
+        assert info.value.field == "message"
+        with pytest.raises(MessageError) as info:
+            await transport.send_mail(subjct="x")  # type: ignore[call-arg]
+        assert info.value.field == "subjct"
+        assert "did you mean 'subject'" in str(info.value)
+        assert not isinstance(info.value, ConfigurationError)
         assert transport.pending == 0
     assert transport.attempts == []
     assert transport.events == []

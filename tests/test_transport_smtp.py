@@ -18,6 +18,7 @@ import trustme
 from asyncmailer.errors import (
     AccessDeniedError,
     ConfigurationError,
+    ConnectTimeoutError,
     DailyQuotaExceededError,
     DeliveryTimeoutError,
     DeliveryUnknownError,
@@ -27,6 +28,7 @@ from asyncmailer.errors import (
     Outcome,
     RecipientsRefusedError,
     SendingRateExceededError,
+    ServiceRefusedError,
     ServiceUnavailableError,
     SMTPUTF8RequiredError,
 )
@@ -391,7 +393,7 @@ async def test_implicit_tls(server_tls: ssl.SSLContext, client_tls: ssl.SSLConte
 async def test_untrusted_certificate_is_final(server_tls: ssl.SSLContext) -> None:
     async with SMTPServer(ssl_context=server_tls) as server:
         async with smtp_for(server, use_tls=True) as smtp:  # system CAs only
-            with pytest.raises(ServiceUnavailableError) as info:
+            with pytest.raises(ServiceRefusedError) as info:
                 await smtp.send_mail(msg(1))
         assert info.value.outcome is Outcome.FINAL
         assert "TLS" in str(info.value)
@@ -630,8 +632,8 @@ def _response(cls: type[Exception], code: int, text: str) -> Exception:
     ("exc", "phase", "expected", "outcome"),
     [
         (aiosmtplib.SMTPConnectError("refused"), "connect", ServiceUnavailableError, "retry_safe"),
-        (aiosmtplib.SMTPConnectTimeoutError("slow"), "connect", DeliveryTimeoutError, "retry_safe"),
-        (aiosmtplib.SMTPReadTimeoutError("slow"), "mail", DeliveryTimeoutError, "retry_safe"),
+        (aiosmtplib.SMTPConnectTimeoutError("slow"), "connect", ConnectTimeoutError, "retry_safe"),
+        (aiosmtplib.SMTPReadTimeoutError("slow"), "mail", ServiceUnavailableError, "retry_safe"),
         (aiosmtplib.SMTPReadTimeoutError("slow"), "data", DeliveryTimeoutError, "ambiguous"),
         (aiosmtplib.SMTPServerDisconnected("gone"), "rcpt", ServiceUnavailableError, "retry_safe"),
         (aiosmtplib.SMTPServerDisconnected("gone"), "data", DeliveryUnknownError, "ambiguous"),
@@ -639,7 +641,7 @@ def _response(cls: type[Exception], code: int, text: str) -> Exception:
         (
             _response(aiosmtplib.SMTPConnectResponseError, 554, "go away"),
             "connect",
-            ServiceUnavailableError,
+            ServiceRefusedError,
             "final",
         ),
         (
