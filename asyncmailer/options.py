@@ -93,7 +93,8 @@ class Limits:
         rate = self.sending_rate
         if rate is not None and rate != "auto":
             _positive_number("sending_rate", rate)
-        if self.sending_rate is not None and self.rate_limiter is not None:
+        if rate is not None and rate != "auto" and self.rate_limiter is not None:
+            # "auto" with a shared limiter is fine: the account's rate is set on it.
             raise ConfigurationError(
                 "pass either sending_rate or rate_limiter, not both", option="sending_rate"
             )

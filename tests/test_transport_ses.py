@@ -178,8 +178,16 @@ def _tags(value: Any) -> dict[str, str]:
 
 async def test_ses_options_may_not_override_what_the_transport_derives() -> None:
     async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(MessageError) as info:
             await ses.send_mail(from_=SENDER, to="a@example.org", text="x", ses={"Source": "x@y.z"})
+        assert info.value.field == "ses"
+        assert endpoint.stats().send_arrivals == ()
+    async with SESEndpoint() as endpoint:
+        bad_defaults = SESTransport(endpoint_url=endpoint.url, ses_defaults={"Source": "x@y.z"})
+        async with bad_defaults as ses:
+            with pytest.raises(ConfigurationError) as config_info:
+                await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+            assert config_info.value.option == "ses_defaults"
         assert endpoint.stats().send_arrivals == ()
 
 
@@ -320,10 +328,12 @@ async def test_bcc_reaches_destinations_without_a_bcc_header() -> None:
 
 async def test_unknown_ses_option_is_refused_before_any_request() -> None:
     async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
-        with pytest.raises(ConfigurationError, match="ConfigurationSetNme"):
+        with pytest.raises(MessageError, match="ConfigurationSetNme") as info:
             await ses.send_mail(
                 from_=SENDER, to="a@example.org", text="x", ses={"ConfigurationSetNme": "typo"}
             )
+        assert info.value.field == "ses"
+        assert not isinstance(info.value, ConfigurationError)
         assert endpoint.stats().send_arrivals == ()
 
 
