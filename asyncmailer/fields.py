@@ -11,10 +11,11 @@ refused at run time with a :class:`~asyncmailer.errors.MessageError` naming ``su
 and suggesting ``subject``. ``tests/test_fields.py`` keeps this class in step with
 :class:`~asyncmailer.Message`.
 
-Build fields ahead of a call with the TypedDict itself::
+Build fields ahead of a call with the TypedDict itself (they override the fields of the
+message given)::
 
     common: MessageFields = {"from_": "shop@example.com", "reply_to": "help@example.com"}
-    await ses.send_mail(to="ada@example.com", subject="Hi", text="Hello", **common)
+    await ses.send_mail(Message(to="ada@example.com", subject="Hi", text="Hello"), **common)
 """
 
 from __future__ import annotations
