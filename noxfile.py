@@ -54,9 +54,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=["3.10", "3.13"])
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package."""
+    """mypy --strict over the package and tests/typing; pyright (strict) over tests/typing.
+
+    tests/typing is user code, never executed: its pinned errors (a misspelled field, a
+    wrong field type, a missing await) must stay errors for both checkers.
+    """
     session.install("-e", ".[lint]")
     session.run("mypy", *session.posargs)
+    session.run("pyright", "--pythonversion", session.python, "tests/typing")
 
 
 @nox.session(python="3.11")

@@ -5,7 +5,7 @@ files, at an exact rate and with bounded concurrency::
 
     import asyncmailer
 
-    async with asyncmailer.SESTransport(sending_rate=14) as ses:
+    async with asyncmailer.SESTransport(region_name="eu-west-1", sending_rate=14) as ses:
         await ses.send_mail(from_="shop@example.com", to="ada@example.com",
                             subject="Hello", text="Hi Ada")
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 from asyncmailer import errors
 from asyncmailer.address import Address, Group
 from asyncmailer.dkim import DKIMSigner
+from asyncmailer.fields import MessageFields
 from asyncmailer.limits import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from asyncmailer.message import (
     Attachment,
@@ -26,6 +27,15 @@ from asyncmailer.message import (
     PreparedHeader,
 )
 from asyncmailer.mime import compose, compose_sync
+from asyncmailer.options import (
+    AWSClientSettings,
+    Credentials,
+    Limits,
+    QuotaPolicy,
+    SMTPPool,
+    TLSSettings,
+    TransportOptions,
+)
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports import (
@@ -38,27 +48,35 @@ from asyncmailer.transports import (
 )
 
 __all__ = [
+    "AWSClientSettings",
     "Address",
     "Attachment",
     "ComposedMessage",
+    "Credentials",
     "DKIMSigner",
     "Envelope",
     "FileTransport",
     "Group",
     "IcalEvent",
+    "Limits",
     "ListHeaders",
     "ListLink",
     "LocalRateLimiter",
     "MemoryTransport",
     "Message",
+    "MessageFields",
     "PreparedHeader",
+    "QuotaPolicy",
     "RateLimiter",
     "RedisRateLimiter",
     "RetryPolicy",
     "SESTransport",
+    "SMTPPool",
     "SMTPTransport",
     "SendResult",
+    "TLSSettings",
     "Transport",
+    "TransportOptions",
     "TransportState",
     "compose",
     "compose_sync",

@@ -1,55 +1,78 @@
 """The exception tree of asyncmailer.
 
 Every error the library raises on purpose derives from :class:`MailError`. The tree
-separates *usage* errors (your code or your message is wrong; nothing was sent) from
-*delivery* errors (the backend said no, or we cannot tell what it did)::
+separates *usage* errors (your code or your transport's settings are wrong; nothing was
+sent), *message* errors (this one message cannot be sent as given; nothing was sent) and
+*delivery* errors (the backend said no, or we cannot tell what it did). The right-hand
+column is each delivery error's :attr:`DeliveryError.outcome`: a class attribute, the same
+for every instance, wherever the error is raised::
 
     MailError
-    ├── UsageError                      misuse of the API; nothing sent
-    │   ├── TransportStateError          (RuntimeError) used before __aenter__ / after close
-    │   └── ConfigurationError           (ValueError) invalid option or option combination
-    ├── MessageError                     (ValueError) the message is invalid; nothing sent
-    │   ├── AddressError                 a malformed address (field, text)
-    │   ├── HeaderError                  CR/LF/NUL or a bad header name/value (field)
-    │   ├── ContentError                 a body/attachment source cannot be read (field, source)
-    │   ├── MessageTooLargeError         bigger than the transport accepts (size, limit)
-    │   ├── TooManyRecipientsError       more recipients than allowed (count, limit)
-    │   └── SMTPUTF8RequiredError        non-ASCII local part on a transport without SMTPUTF8
-    ├── DeliveryError                    the backend refused or failed (outcome, code, ...)
-    │   ├── MessageRejectedError         the backend refused this message (final)
-    │   │   ├── IdentityNotVerifiedError  sender/recipient identity not verified (identity)
-    │   │   ├── MailFromDomainNotVerifiedError
-    │   │   └── RecipientsRefusedError   SMTP: some recipients refused (refused)
-    │   ├── AccessDeniedError            (PermissionError) IAM denies the action (action)
-    │   ├── ThrottlingError              the backend asked us to slow down
-    │   │   ├── SendingRateExceededError  per-second rate; safe to retry later
-    │   │   └── DailyQuotaExceededError   24-hour quota; final until the window moves
-    │   ├── SendingPausedError           account or configuration set sending is paused
-    │   ├── ConfigurationSetDoesNotExistError
-    │   ├── ServiceUnavailableError      5xx before acceptance; safe to retry
-    │   ├── DeliveryTimeoutError         (TimeoutError) no answer in time (ambiguous)
-    │   ├── DeliveryUnknownError         the message may or may not have been accepted
-    │   └── SendAbortedError             the transport closed before the message was sent
-    ├── RateLimiterError                 the shared rate limiter backend failed (fail closed)
-    └── UndeliveredError                 close() ended with messages not delivered (failures)
+    ├── UsageError                       misuse of the API; nothing sent
+    │   ├── TransportStateError           (RuntimeError) used before __aenter__ / after close
+    │   └── ConfigurationError            (ValueError) invalid transport setting (option)
+    ├── MessageError                      (ValueError) this message is invalid (field); nothing sent
+    │   ├── AddressError                  a malformed address (field, text)
+    │   ├── HeaderError                   CR/LF/NUL or a bad header name/value (field)
+    │   ├── ContentError                  a body/attachment source cannot be read (field, source)
+    │   ├── MessageTooLargeError          bigger than the transport accepts (size, limit)
+    │   ├── TooManyRecipientsError        more recipients than allowed (count, limit)
+    │   └── SMTPUTF8RequiredError         non-ASCII local part on a transport without SMTPUTF8
+    ├── DeliveryError                     the backend refused or failed           final
+    │   ├── MessageRejectedError          the backend refused this message        final
+    │   │   ├── IdentityNotVerifiedError   sender/recipient not verified (identity) final
+    │   │   ├── MailFromDomainNotVerifiedError                                    final
+    │   │   └── RecipientsRefusedError     SMTP: recipients refused for good       final
+    │   ├── AccessDeniedError             (PermissionError) not allowed (action)  final
+    │   ├── DailyQuotaExceededError       the 24-hour quota is used up            final
+    │   ├── SendingPausedError            sending is paused                       final
+    │   ├── ConfigurationSetDoesNotExistError                                     final
+    │   ├── ServiceRefusedError           session refused for good (5xx, TLS)     final
+    │   ├── ThrottlingError               the backend asked us to slow down       retry-safe
+    │   │   └── SendingRateExceededError   per-second rate exceeded                retry-safe
+    │   ├── ServiceUnavailableError       failed before accepting (5xx, 4xx...)   retry-safe
+    │   │   ├── ConnectTimeoutError        (TimeoutError) could not connect in time retry-safe
+    │   │   └── RecipientsDeferredError    SMTP: recipients refused for now        retry-safe
+    │   ├── SendAbortedError              closed before the message was sent      retry-safe
+    │   └── DeliveryUnknownError          may or may not have been accepted       ambiguous
+    │       └── DeliveryTimeoutError       (TimeoutError) no answer after sending  ambiguous
+    ├── RateLimiterError                  the shared rate limiter backend failed (fail closed)
+    └── UndeliveredError                  close() ended with messages not delivered (failures)
 
-Each :class:`DeliveryError` carries an :class:`Outcome` telling whether a retry is safe
-(``RETRY_SAFE``), could duplicate the message (``AMBIGUOUS``) or is pointless (``FINAL``).
-Backend exceptions are mapped to this tree in one place per transport, and the original
-exception is always chained as ``__cause__``.
+**One rule decides which class a backend failure becomes**, in every transport:
+
+1. the backend *may* have accepted the message (the request or the message data left and
+   no answer came back) → :class:`DeliveryUnknownError` (:class:`DeliveryTimeoutError` for
+   a timeout): ``AMBIGUOUS``;
+2. else, nothing was accepted and trying again later can succeed (throttling, a temporary
+   failure, a connection that could not be opened) → :class:`ThrottlingError` or
+   :class:`ServiceUnavailableError` (or a subclass): ``RETRY_SAFE``;
+3. else → the ``FINAL`` class that names the reason.
+
+The outcome is not an argument: it cannot disagree with the class. ``except
+ServiceUnavailableError`` therefore catches only failures that are safe to retry, and
+``except DeliveryUnknownError`` every failure that could duplicate the message. Backend
+exceptions are mapped to this tree in one place per transport, and the original exception
+is always chained as ``__cause__``. Problems with one message are :class:`MessageError`
+(``field`` names the culprit); problems with the transport's settings are
+:class:`ConfigurationError` (``option`` names it).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "AccessDeniedError",
     "AddressError",
     "ConfigurationError",
     "ConfigurationSetDoesNotExistError",
+    "ConnectTimeoutError",
     "ContentError",
     "DailyQuotaExceededError",
     "DeliveryError",
@@ -64,11 +87,13 @@ __all__ = [
     "MessageTooLargeError",
     "Outcome",
     "RateLimiterError",
+    "RecipientsDeferredError",
     "RecipientsRefusedError",
     "SMTPUTF8RequiredError",
     "SendAbortedError",
     "SendingPausedError",
     "SendingRateExceededError",
+    "ServiceRefusedError",
     "ServiceUnavailableError",
     "ThrottlingError",
     "TooManyRecipientsError",
@@ -110,7 +135,11 @@ class TransportStateError(UsageError, RuntimeError):
 
 
 class ConfigurationError(UsageError, ValueError):
-    """An option, or a combination of options, is invalid."""
+    """A transport setting, or a combination of settings, is invalid.
+
+    Mistakes in one message (an unknown field, a bad per-message ``ses`` option) are
+    :class:`MessageError` instead.
+    """
 
     def __init__(self, message: str, *, option: str | None = None) -> None:
         super().__init__(message)
@@ -186,17 +215,30 @@ class SMTPUTF8RequiredError(MessageError):
 # ------------------------------------------------------------------------- delivery
 
 
-class DeliveryError(MailError):
-    """The backend refused the message, failed, or left its fate unknown."""
+class _Details(TypedDict, total=False):
+    """The keyword arguments every :class:`DeliveryError` takes."""
 
-    #: Default outcome for this class; instances may carry a more precise one.
-    default_outcome: Outcome = Outcome.FINAL
+    code: str | int | None
+    service_message: str | None
+    request_id: str | None
+    message_id: str | None
+    attempts: int
+
+
+class DeliveryError(MailError):
+    """The backend refused the message, failed, or left its fate unknown.
+
+    Raised as such for a backend error no subclass describes (final). Every subclass
+    fixes its own :attr:`outcome`; see the module docstring for the rule.
+    """
+
+    #: Whether a retry is safe, ambiguous, or pointless: fixed by the class.
+    outcome: ClassVar[Outcome] = Outcome.FINAL
 
     def __init__(
         self,
         message: str,
         *,
-        outcome: Outcome | None = None,
         code: str | int | None = None,
         service_message: str | None = None,
         request_id: str | None = None,
@@ -204,8 +246,6 @@ class DeliveryError(MailError):
         attempts: int = 1,
     ) -> None:
         super().__init__(message)
-        #: Whether a retry is safe, ambiguous, or pointless.
-        self.outcome = outcome if outcome is not None else self.default_outcome
         #: The backend's error code (``"MessageRejected"``, an SMTP reply code...).
         self.code = code
         #: The backend's own error text.
@@ -224,85 +264,120 @@ class DeliveryError(MailError):
 
 
 class MessageRejectedError(DeliveryError):
-    """The backend refused this message; sending it again unchanged will fail again."""
+    """The backend refused this message; sending it again unchanged will fail again. Final."""
 
 
 class IdentityNotVerifiedError(MessageRejectedError):
     """SES refused because an identity (sender, or recipient in the sandbox) is not verified."""
 
-    def __init__(self, message: str, *, identity: str = "", **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
+    def __init__(self, message: str, *, identity: str = "", **details: Unpack[_Details]) -> None:
+        super().__init__(message, **details)
         #: The email address or domain SES named as unverified.
         self.identity = identity
 
 
 class MailFromDomainNotVerifiedError(MessageRejectedError):
-    """The custom MAIL FROM domain of the sending identity is not verified."""
+    """The custom MAIL FROM domain of the sending identity is not verified. Final."""
 
 
 class RecipientsRefusedError(MessageRejectedError):
-    """Some recipients were refused (SMTP); ``refused`` maps each one to (code, text)."""
+    """SMTP: recipients were refused for good (a 5xx), or after the others got the message.
+
+    ``refused`` maps each refused recipient to ``(code, text)``. Final: either nothing
+    was sent and the server will refuse again, or the message was delivered to the other
+    recipients and a retry would send it to them twice. A refusal made only of 4xx
+    replies, with nothing sent, is a :class:`RecipientsDeferredError` instead.
+    """
 
     def __init__(
-        self, message: str, *, refused: dict[str, tuple[int, str]] | None = None, **kwargs: Any
+        self,
+        message: str,
+        *,
+        refused: Mapping[str, tuple[int, str]] | None = None,
+        **details: Unpack[_Details],
     ) -> None:
-        super().__init__(message, **kwargs)
+        super().__init__(message, **details)
         #: Refused recipient → (SMTP reply code, reply text).
         self.refused: dict[str, tuple[int, str]] = dict(refused or {})
 
 
 class AccessDeniedError(DeliveryError, PermissionError):
-    """The credentials are not allowed to perform the API action."""
+    """The credentials are not allowed to perform the action (IAM, SMTP AUTH, file). Final."""
 
-    def __init__(self, message: str, *, action: str = "", **kwargs: Any) -> None:
-        DeliveryError.__init__(self, message, **kwargs)
-        #: The IAM action that was denied, such as ``ses:SendRawEmail``.
+    def __init__(self, message: str, *, action: str = "", **details: Unpack[_Details]) -> None:
+        DeliveryError.__init__(self, message, **details)
+        #: The action that was denied, such as ``ses:SendRawEmail`` or ``smtp:AUTH``.
         self.action = action
 
 
+class DailyQuotaExceededError(DeliveryError):
+    """The 24-hour sending quota is used up; retrying soon will not help. Final."""
+
+
+class SendingPausedError(DeliveryError):
+    """Sending is paused for the account or the configuration set. Final."""
+
+
+class ConfigurationSetDoesNotExistError(DeliveryError):
+    """The configuration set named in the request does not exist. Final."""
+
+    def __init__(
+        self, message: str, *, configuration_set: str = "", **details: Unpack[_Details]
+    ) -> None:
+        super().__init__(message, **details)
+        #: The configuration set name that was used.
+        self.configuration_set = configuration_set
+
+
+class ServiceRefusedError(DeliveryError):
+    """The backend refused the session for good; nothing was sent. Final.
+
+    An SMTP server answering 5xx to the greeting (or to EHLO), or a TLS handshake or
+    certificate check that failed: trying again will meet the same answer until the
+    server or the settings change.
+    """
+
+
 class ThrottlingError(DeliveryError):
-    """The backend asked us to slow down."""
+    """The backend asked us to slow down; nothing was sent. Safe to retry later."""
+
+    outcome = Outcome.RETRY_SAFE
 
 
 class SendingRateExceededError(ThrottlingError):
     """The per-second sending rate was exceeded; the message was not sent. Safe to retry."""
 
-    default_outcome = Outcome.RETRY_SAFE
-
-
-class DailyQuotaExceededError(ThrottlingError):
-    """The 24-hour sending quota is used up; retrying soon will not help."""
-
-
-class SendingPausedError(DeliveryError):
-    """Sending is paused for the account or the configuration set."""
-
-
-class ConfigurationSetDoesNotExistError(DeliveryError):
-    """The configuration set named in the request does not exist."""
-
-    def __init__(self, message: str, *, configuration_set: str = "", **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        #: The configuration set name that was used.
-        self.configuration_set = configuration_set
-
 
 class ServiceUnavailableError(DeliveryError):
-    """The backend failed before accepting the message (5xx); safe to retry."""
+    """The backend could not take the message now; nothing was sent. Safe to retry.
 
-    default_outcome = Outcome.RETRY_SAFE
+    An HTTP 5xx, an SMTP 4xx reply, a connection that could not be opened or was lost
+    before the message data was sent, a local write that failed and left nothing behind.
+    """
 
-
-class DeliveryTimeoutError(DeliveryError, TimeoutError):
-    """No answer in time; the message may have been accepted."""
-
-    default_outcome = Outcome.AMBIGUOUS
+    outcome = Outcome.RETRY_SAFE
 
 
-class DeliveryUnknownError(DeliveryError):
-    """The request may have been accepted (connection lost after the body was sent...)."""
+class ConnectTimeoutError(ServiceUnavailableError, TimeoutError):
+    """No connection (or no greeting) in time; nothing was sent. Safe to retry."""
 
-    default_outcome = Outcome.AMBIGUOUS
+
+class RecipientsDeferredError(ServiceUnavailableError):
+    """SMTP: recipients were refused for now (4xx only), so nothing was sent. Safe to retry.
+
+    ``refused`` maps each refused recipient to ``(code, text)``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        refused: Mapping[str, tuple[int, str]] | None = None,
+        **details: Unpack[_Details],
+    ) -> None:
+        super().__init__(message, **details)
+        #: Refused recipient → (SMTP reply code, reply text).
+        self.refused: dict[str, tuple[int, str]] = dict(refused or {})
 
 
 class SendAbortedError(DeliveryError):
@@ -311,7 +386,22 @@ class SendAbortedError(DeliveryError):
     Nothing was sent, so sending it again through another transport is safe.
     """
 
-    default_outcome = Outcome.RETRY_SAFE
+    outcome = Outcome.RETRY_SAFE
+
+
+class DeliveryUnknownError(DeliveryError):
+    """The backend may or may not have accepted the message. Ambiguous.
+
+    The request (or the SMTP message data) left and no usable answer came back: the
+    connection was lost, the transport closed while it was in flight, or an earlier
+    attempt of a retried send was itself ambiguous. A retry could deliver it twice.
+    """
+
+    outcome = Outcome.AMBIGUOUS
+
+
+class DeliveryTimeoutError(DeliveryUnknownError, TimeoutError):
+    """No answer in time after the message was sent; it may have been accepted. Ambiguous."""
 
 
 # ----------------------------------------------------------------------------- other

@@ -21,9 +21,12 @@ from __future__ import annotations
 import datetime
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from asyncmailer.address import AddressesLike, AddressLike
+
+if TYPE_CHECKING:
+    from asyncmailer.dkim import DKIMSigner  # dkim imports this module (via result)
 
 __all__ = [
     "Attachment",
@@ -218,6 +221,6 @@ class Message:
     #: Per-message SES API options (``Tags``, ``ConfigurationSetName``...), merged into the call.
     ses: Mapping[str, Any] | None = None
     #: Per-message DKIM options (see :class:`asyncmailer.dkim.DKIMSigner`); ``False`` disables.
-    dkim: Any = None
+    dkim: DKIMSigner | Mapping[str, Any] | bool | None = None
     #: Free-form data for your own code (hooks, logs); never sent.
     metadata: Mapping[str, Any] = field(default_factory=dict)

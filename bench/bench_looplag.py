@@ -75,6 +75,7 @@ class Config:
 async def _run(url: str, config: Config, count: int) -> dict[str, Any]:
     from ses_tuning import untuned
 
+    from asyncmailer import Limits
     from asyncmailer.transports import SESTransport
 
     message = _common.message()
@@ -84,7 +85,7 @@ async def _run(url: str, config: Config, count: int) -> dict[str, Any]:
         api=config.api,  # type: ignore[arg-type]
         max_connections=config.concurrency,
         sending_rate=config.rate,
-        cooperative=config.cooperative,
+        limits=Limits(cooperative=config.cooperative),
         lean_http=config.tuned,
         **CREDENTIALS,
     )

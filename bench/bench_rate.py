@@ -53,6 +53,7 @@ LABELS = {
 
 
 async def _asyncmailer(url: str, rate: float, count: int, cooperative: bool) -> None:
+    from asyncmailer import Limits
     from asyncmailer.transports import SESTransport
 
     message = _common.message()
@@ -61,7 +62,7 @@ async def _asyncmailer(url: str, rate: float, count: int, cooperative: bool) -> 
         region_name=REGION,
         max_connections=IN_FLIGHT,
         sending_rate=rate,
-        cooperative=cooperative,
+        limits=Limits(cooperative=cooperative),
         **CREDENTIALS,
     ) as transport:
         async for outcome in transport.send_many(

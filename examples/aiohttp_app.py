@@ -27,7 +27,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from asyncmailer import Message, SESTransport, Transport
+from asyncmailer import Limits, Message, SESTransport, Transport
 from asyncmailer.errors import DeliveryError, MailError, MessageError, Outcome, UndeliveredError
 
 logger = logging.getLogger("examples.mail")
@@ -84,7 +84,7 @@ async def mail_context(app: web.Application) -> AsyncIterator[None]:
         endpoint_url=settings.endpoint_url,
         sending_rate=settings.sending_rate,
         max_connections=settings.max_connections,
-        drain_timeout=settings.drain_timeout,
+        limits=Limits(drain_timeout=settings.drain_timeout),
     )
     try:
         async with transport:

@@ -31,7 +31,7 @@ from fastapi import BackgroundTasks, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from asyncmailer import Message, SESTransport, Transport
+from asyncmailer import Limits, Message, SESTransport, Transport
 from asyncmailer.errors import DeliveryError, MailError, MessageError, Outcome, UndeliveredError
 
 logger = logging.getLogger("examples.mail")
@@ -82,7 +82,7 @@ class Settings:
             endpoint_url=self.endpoint_url,
             sending_rate=self.sending_rate,
             max_connections=self.max_connections,
-            drain_timeout=self.drain_timeout,
+            limits=Limits(drain_timeout=self.drain_timeout),
         )
 
 

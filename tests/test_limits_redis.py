@@ -238,7 +238,7 @@ async def test_throttling_backs_off_for_everyone_then_recovers(redis_server: Red
 
 
 async def test_sending_rate_auto_is_shared_through_redis(redis_server: RedisServer) -> None:
-    from asyncmailer import SESTransport
+    from asyncmailer import Limits, SESTransport
     from asyncmailer.testing import SESEndpoint
 
     follower = await _opened(redis_server)
@@ -246,7 +246,7 @@ async def test_sending_rate_auto_is_shared_through_redis(redis_server: RedisServ
         async with SESEndpoint(max_send_rate=20) as endpoint:
             limiter = RedisRateLimiter(redis_server.url, key=KEY)
             transport = SESTransport(
-                sending_rate="auto", rate_limiter=limiter, **_client_kwargs(endpoint)
+                sending_rate="auto", limits=Limits(rate_limiter=limiter), **_client_kwargs(endpoint)
             )
             async with transport:
                 await transport.send_mail(
@@ -287,12 +287,14 @@ async def test_fail_policy_at_open(redis_server: RedisServer) -> None:
 
 
 async def test_fail_policy_sends_nothing_through_a_transport(redis_server: RedisServer) -> None:
-    from asyncmailer import SESTransport
+    from asyncmailer import Limits, SESTransport
     from asyncmailer.testing import SESEndpoint
 
     async with SESEndpoint() as endpoint:
         limiter = RedisRateLimiter(redis_server.url, key=KEY, rate=50)
-        async with SESTransport(rate_limiter=limiter, **_client_kwargs(endpoint)) as transport:
+        async with SESTransport(
+            limits=Limits(rate_limiter=limiter), **_client_kwargs(endpoint)
+        ) as transport:
             fields = {"from_": "shop@example.com", "to": "ada@example.com", "text": "Hello"}
             await transport.send_mail(**fields)
             redis_server.kill()

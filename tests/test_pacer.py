@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from asyncmailer import Message
+from asyncmailer import Limits, Message
 from asyncmailer.result import ComposedMessage
 from asyncmailer.transports._pacer import LoopPacer
 from asyncmailer.transports.base import Delivery, Transport
@@ -198,7 +198,7 @@ async def test_a_burst_of_sends_runs_one_heavy_step_per_iteration(cooperative: b
     loop = asyncio.get_running_loop()
     iterations = _Iterations(loop)
     async with _StepTransport(
-        lambda: iterations.count, cooperative=cooperative, max_connections=10
+        lambda: iterations.count, limits=Limits(cooperative=cooperative), max_connections=10
     ) as transport:
         await asyncio.gather(
             *(

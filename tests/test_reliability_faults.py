@@ -31,7 +31,15 @@ from typing import Any
 
 import pytest
 
-from asyncmailer import Message, RetryPolicy, SendResult, SESTransport
+from asyncmailer import (
+    AWSClientSettings,
+    Limits,
+    Message,
+    QuotaPolicy,
+    RetryPolicy,
+    SendResult,
+    SESTransport,
+)
 from asyncmailer.errors import (
     ConfigurationError,
     DailyQuotaExceededError,
@@ -125,7 +133,7 @@ async def run_campaign(
             api=api,
             sending_rate=4000,
             max_connections=max_connections,
-            read_timeout=0.25,  # the 0.5 s spikes become read timeouts: ambiguous
+            aws=AWSClientSettings(read_timeout=0.25),  # 0.5 s spikes: read timeouts, ambiguous
             retry=policy,
         ) as ses:
             outcomes: list[SendResult | MailError] = []
@@ -266,7 +274,7 @@ async def test_throttled_above_the_account_rate_the_transport_slows_down() -> No
 async def test_auto_rate_is_read_from_the_account_and_refreshed(api: str) -> None:
     async with (
         SESEndpoint(max_send_rate=20) as endpoint,
-        transport(endpoint, api=api, sending_rate="auto", quota_refresh=0.05) as ses,
+        transport(endpoint, api=api, sending_rate="auto", quota=QuotaPolicy(refresh=0.05)) as ses,
     ):
         limiter = ses.rate_limiter
         assert isinstance(limiter, LocalRateLimiter)
@@ -302,7 +310,7 @@ async def test_daily_quota_wait_waits_for_the_quota_to_grow() -> None:
     async with (
         SESEndpoint(max_send_rate=100, max_24_hour_send=1) as endpoint,
         transport(
-            endpoint, api="v2", sending_rate="auto", daily_quota="wait", quota_refresh=0.05
+            endpoint, api="v2", sending_rate="auto", quota=QuotaPolicy(daily="wait", refresh=0.05)
         ) as ses,
     ):
         await ses.send_mail(message(0))
@@ -326,8 +334,7 @@ async def test_sends_released_by_the_daily_quota_keep_to_the_rate() -> None:
             endpoint,
             api="v2",
             sending_rate="auto",
-            daily_quota="wait",
-            quota_refresh=0.05,
+            quota=QuotaPolicy(daily="wait", refresh=0.05),
             max_connections=10,
         ) as ses,
     ):
@@ -345,14 +352,18 @@ async def test_sends_released_by_the_daily_quota_keep_to_the_rate() -> None:
 
 def test_daily_quota_wait_needs_a_refresh_to_ever_wake_up() -> None:
     with pytest.raises(ConfigurationError) as info:
-        SESTransport(sending_rate="auto", daily_quota="wait", quota_refresh=None)
-    assert info.value.option == "quota_refresh"
+        SESTransport(sending_rate="auto", quota=QuotaPolicy(daily="wait", refresh=None))
+    assert info.value.option == "refresh"
 
 
 async def test_a_send_waiting_for_the_daily_quota_is_aborted_on_close() -> None:
     async with SESEndpoint(max_send_rate=100, max_24_hour_send=0) as endpoint:
         ses = transport(
-            endpoint, api="v2", sending_rate="auto", daily_quota="wait", drain_timeout=0.2
+            endpoint,
+            api="v2",
+            sending_rate="auto",
+            quota=QuotaPolicy(daily="wait"),
+            limits=Limits(drain_timeout=0.2),
         )
         await ses.__aenter__()
         waiting = asyncio.ensure_future(ses.send_mail(message(0)))
@@ -402,7 +413,7 @@ async def test_cancelled_waiting_sends_leak_nothing_through_the_real_stack() -> 
 
 async def test_close_with_500_queued_delivers_all_and_nothing_after() -> None:
     async with SESEndpoint(latency=0.002) as endpoint:
-        ses = transport(endpoint, api="v2", max_connections=20, drain_timeout=30)
+        ses = transport(endpoint, api="v2", max_connections=20, limits=Limits(drain_timeout=30))
         await ses.__aenter__()
         tasks = [asyncio.ensure_future(ses.send_mail(message(i))) for i in range(500)]
         await asyncio.sleep(0)
@@ -419,7 +430,7 @@ async def test_close_with_500_queued_delivers_all_and_nothing_after() -> None:
 
 async def test_close_with_a_short_drain_reports_the_rest_and_sends_nothing_after() -> None:
     async with SESEndpoint(latency=0.05) as endpoint:
-        ses = transport(endpoint, api="v1", max_connections=5, drain_timeout=0.3)
+        ses = transport(endpoint, api="v1", max_connections=5, limits=Limits(drain_timeout=0.3))
         await ses.__aenter__()
         tasks = [asyncio.ensure_future(ses.send_mail(message(i))) for i in range(500)]
         await asyncio.sleep(0)

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = r"""
 import asyncio, contextvars, json, sys, time
 
-from asyncmailer import SESTransport
+from asyncmailer import Limits, SESTransport
 from asyncmailer.errors import MailError
 from asyncmailer.limits.redis import RedisRateLimiter
 
@@ -66,7 +66,7 @@ async def phase(cfg, loop):
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-        rate_limiter=limiter,
+        limits=Limits(rate_limiter=limiter),
         max_connections=cfg["connections"],
     )
     raw = (

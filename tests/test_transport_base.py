@@ -14,7 +14,7 @@ import itertools
 import math
 import random
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from asyncmailer.errors import (
     UndeliveredError,
 )
 from asyncmailer.limits import LocalRateLimiter
+from asyncmailer.options import Limits
 from asyncmailer.result import ComposedMessage
 from asyncmailer.transports import Delivery, Transport
 from asyncmailer.transports.base import MessageInput
@@ -196,7 +197,7 @@ async def test_closing_an_unopened_transport_is_a_no_op() -> None:
 @virtual_time
 async def test_a_failed_open_releases_everything() -> None:
     limiter = LocalRateLimiter(10)
-    transport = FakeTransport(rate_limiter=limiter)
+    transport = FakeTransport(limits=Limits(rate_limiter=limiter))
     transport.fail_open = OSError("no route")
     with pytest.raises(OSError, match="no route"):
         await transport.__aenter__()
@@ -207,21 +208,40 @@ async def test_a_failed_open_releases_everything() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "option"),
+    ("make", "option"),
     [
-        ({"max_connections": 0}, "max_connections"),
-        ({"max_connections": True}, "max_connections"),
-        ({"max_connections": 2.5}, "max_connections"),
-        ({"drain_timeout": -1}, "drain_timeout"),
-        ({"drain_timeout": math.nan}, "drain_timeout"),
-        ({"retry": {"max_attempts": 3}}, "retry"),
-        ({"sending_rate": 5, "rate_limiter": LocalRateLimiter(5)}, "sending_rate"),
+        (lambda: FakeTransport(max_connections=0), "max_connections"),
+        (lambda: FakeTransport(max_connections=True), "max_connections"),
+        (lambda: FakeTransport(max_connections=2.5), "max_connections"),
+        (lambda: FakeTransport(limits=Limits(drain_timeout=-1)), "drain_timeout"),
+        (lambda: FakeTransport(limits=Limits(drain_timeout=math.nan)), "drain_timeout"),
+        (lambda: FakeTransport(retry={"max_attempts": 3}), "retry"),
+        (lambda: FakeTransport(limits={"max_connections": 3}), "limits"),
+        (
+            lambda: FakeTransport(sending_rate=5, limits=Limits(rate_limiter=LocalRateLimiter(5))),
+            "sending_rate",
+        ),
+        (lambda: FakeTransport(sending_rate=5, limits=Limits(sending_rate=6)), "sending_rate"),
+        (
+            lambda: FakeTransport(max_connections=2, limits=Limits(max_connections=3)),
+            "max_connections",
+        ),
+        (lambda: FakeTransport(sending_rate="auto"), "sending_rate"),
+        (lambda: FakeTransport(sending_rate=-1), "sending_rate"),
     ],
 )
-def test_invalid_configuration_is_refused(kwargs: dict[str, Any], option: str) -> None:
+def test_invalid_configuration_is_refused(make: Callable[[], object], option: str) -> None:
     with pytest.raises(ConfigurationError) as info:
-        FakeTransport(**kwargs)
+        make()
     assert info.value.option == option
+
+
+def test_shortcuts_and_limits_combine() -> None:
+    limiter = LocalRateLimiter(5)
+    transport = FakeTransport(max_connections=3, limits=Limits(rate_limiter=limiter))
+    assert transport.limits == Limits(max_connections=3, rate_limiter=limiter)
+    assert transport.max_connections == 3
+    assert FakeTransport(sending_rate=7).limits.sending_rate == 7
 
 
 # ---------------------------------------------------------------------------- send path
@@ -266,8 +286,14 @@ async def test_invalid_input_never_reaches_the_backend() -> None:
             await transport.send_mail(msg(0), headers={"X-Tag\r\nBcc": "victim@example.org"})
         with pytest.raises(MessageError):
             await transport.send_mail(from_="a@example.com", to="not an address", text="x")
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(MessageError) as info:
             await transport.send_mail(42)  # type: ignore[arg-type]
+        assert info.value.field == "message"
+        with pytest.raises(MessageError) as info:
+            await transport.send_mail(subjct="x")  # type: ignore[call-arg]
+        assert info.value.field == "subjct"
+        assert "did you mean 'subject'" in str(info.value)
+        assert not isinstance(info.value, ConfigurationError)
         assert transport.pending == 0
     assert transport.attempts == []
     assert transport.events == []
@@ -539,7 +565,9 @@ async def test_cancelling_before_the_backend_call_undoes_the_reservation() -> No
 
 @virtual_time
 async def test_close_with_500_queued_delivers_them_all() -> None:
-    transport = FakeTransport(sending_rate=100, max_connections=10, latency=0.05, drain_timeout=60)
+    transport = FakeTransport(
+        sending_rate=100, max_connections=10, latency=0.05, limits=Limits(drain_timeout=60)
+    )
     await transport.__aenter__()
     tasks = [asyncio.ensure_future(transport.send_mail(msg(i))) for i in range(500)]
     await asyncio.sleep(0)  # every send_mail has been called, none delivered yet
@@ -561,7 +589,9 @@ async def test_close_with_500_queued_delivers_them_all() -> None:
 
 @virtual_time
 async def test_drain_timeout_aborts_the_rest_and_reports_every_message() -> None:
-    transport = FakeTransport(sending_rate=100, max_connections=10, latency=0.3, drain_timeout=1.0)
+    transport = FakeTransport(
+        sending_rate=100, max_connections=10, latency=0.3, limits=Limits(drain_timeout=1.0)
+    )
     await transport.__aenter__()
     loop = asyncio.get_running_loop()
     tasks = [asyncio.ensure_future(transport.send_mail(msg(i))) for i in range(500)]
@@ -597,7 +627,7 @@ async def test_drain_timeout_aborts_the_rest_and_reports_every_message() -> None
 @virtual_time
 async def test_an_abort_during_backoff_after_an_ambiguous_attempt_is_unknown() -> None:
     policy = RetryPolicy(retry_ambiguous=True, initial_backoff=100, max_backoff=100, deadline=None)
-    transport = FakeTransport(retry=policy, drain_timeout=0)
+    transport = FakeTransport(retry=policy, limits=Limits(drain_timeout=0))
     await transport.__aenter__()
     transport.faults[mid(0)] = [Fault(dropped(), accepted=True) for _ in range(3)]
     task = asyncio.ensure_future(transport.send_mail(msg(0)))
@@ -617,7 +647,7 @@ async def test_sends_still_composing_when_close_starts_are_drained() -> None:
         yield b"data"
 
     attachment = Attachment(filename="a.txt", content=slow_content())
-    transport = FakeTransport(drain_timeout=5)
+    transport = FakeTransport(limits=Limits(drain_timeout=5))
     await transport.__aenter__()
     task = asyncio.ensure_future(transport.send_mail(msg(0), attachments=[attachment]))
     await asyncio.sleep(0.5)  # composing
@@ -629,7 +659,7 @@ async def test_sends_still_composing_when_close_starts_are_drained() -> None:
 
 @virtual_time
 async def test_cancelling_aclose_still_aborts_and_releases() -> None:
-    transport = FakeTransport(max_connections=1, latency=100.0, drain_timeout=None)
+    transport = FakeTransport(max_connections=1, latency=100.0, limits=Limits(drain_timeout=None))
     await transport.__aenter__()
     tasks = [asyncio.ensure_future(transport.send_mail(msg(i))) for i in range(3)]
     await asyncio.sleep(1)
@@ -663,7 +693,7 @@ async def test_a_second_aclose_waits_for_the_first() -> None:
 
 @virtual_time
 async def test_aexit_never_hides_the_error_in_flight(caplog: pytest.LogCaptureFixture) -> None:
-    transport = FakeTransport(latency=10.0, drain_timeout=0.5)
+    transport = FakeTransport(latency=10.0, limits=Limits(drain_timeout=0.5))
     with pytest.raises(ZeroDivisionError):
         async with transport:
             task = asyncio.ensure_future(transport.send_mail(msg(0)))
@@ -819,7 +849,7 @@ async def test_send_many_raises_source_and_unexpected_errors() -> None:
 
 @virtual_time
 async def test_send_many_reports_sends_aborted_by_close() -> None:
-    transport = Prepared(max_connections=2, latency=1.0, drain_timeout=0.5)
+    transport = Prepared(max_connections=2, latency=1.0, limits=Limits(drain_timeout=0.5))
     await transport.__aenter__()
     outcomes: list[object] = []
 

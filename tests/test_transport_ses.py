@@ -16,7 +16,15 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from asyncmailer import Attachment, Message, SESTransport, TransportState, compose
+from asyncmailer import (
+    Attachment,
+    AWSClientSettings,
+    Limits,
+    Message,
+    SESTransport,
+    TransportState,
+    compose,
+)
 from asyncmailer.errors import (
     ConfigurationError,
     DeliveryError,
@@ -170,8 +178,16 @@ def _tags(value: Any) -> dict[str, str]:
 
 async def test_ses_options_may_not_override_what_the_transport_derives() -> None:
     async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(MessageError) as info:
             await ses.send_mail(from_=SENDER, to="a@example.org", text="x", ses={"Source": "x@y.z"})
+        assert info.value.field == "ses"
+        assert endpoint.stats().send_arrivals == ()
+    async with SESEndpoint() as endpoint:
+        bad_defaults = SESTransport(endpoint_url=endpoint.url, ses_defaults={"Source": "x@y.z"})
+        async with bad_defaults as ses:
+            with pytest.raises(ConfigurationError) as config_info:
+                await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
+            assert config_info.value.option == "ses_defaults"
         assert endpoint.stats().send_arrivals == ()
 
 
@@ -312,10 +328,12 @@ async def test_bcc_reaches_destinations_without_a_bcc_header() -> None:
 
 async def test_unknown_ses_option_is_refused_before_any_request() -> None:
     async with SESEndpoint() as endpoint, SESTransport(endpoint_url=endpoint.url) as ses:
-        with pytest.raises(ConfigurationError, match="ConfigurationSetNme"):
+        with pytest.raises(MessageError, match="ConfigurationSetNme") as info:
             await ses.send_mail(
                 from_=SENDER, to="a@example.org", text="x", ses={"ConfigurationSetNme": "typo"}
             )
+        assert info.value.field == "ses"
+        assert not isinstance(info.value, ConfigurationError)
         assert endpoint.stats().send_arrivals == ()
 
 
@@ -365,7 +383,7 @@ async def test_a_failed_warm_up_is_logged_at_warning_with_its_cause(
         region_name="eu-west-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
-        connect_timeout=1,
+        aws=AWSClientSettings(connect_timeout=1),
     ):
         pass
     records = [r for r in caplog.records if "warm-up" in r.getMessage()]
@@ -392,7 +410,7 @@ async def test_a_stale_grant_is_asked_for_again_and_nothing_is_written() -> None
     limiter = _StaleFirstLimiter(1000)
     async with (
         SESEndpoint() as endpoint,
-        SESTransport(endpoint_url=endpoint.url, rate_limiter=limiter) as ses,
+        SESTransport(endpoint_url=endpoint.url, limits=Limits(rate_limiter=limiter)) as ses,
     ):
         result = await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
         assert ses.stale_grants == 1
@@ -419,7 +437,7 @@ async def test_the_grant_is_checked_again_at_before_send_after_signing() -> None
             "sesv2", config=config, **endpoint.client_kwargs()
         ) as client:
             client.meta.events.register("request-created.sesv2.SendEmail", slow_once)
-            async with SESTransport(client, rate_limiter=limiter) as ses:
+            async with SESTransport(client, limits=Limits(rate_limiter=limiter)) as ses:
                 await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
                 assert ses.stale_grants == 1
             # Closed: the handler is gone from the user's client; a stale grant in the

@@ -18,6 +18,7 @@ import trustme
 from asyncmailer.errors import (
     AccessDeniedError,
     ConfigurationError,
+    ConnectTimeoutError,
     DailyQuotaExceededError,
     DeliveryTimeoutError,
     DeliveryUnknownError,
@@ -27,10 +28,12 @@ from asyncmailer.errors import (
     Outcome,
     RecipientsRefusedError,
     SendingRateExceededError,
+    ServiceRefusedError,
     ServiceUnavailableError,
     SMTPUTF8RequiredError,
 )
 from asyncmailer.message import Message
+from asyncmailer.options import SMTPPool, TLSSettings
 from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports.smtp import SMTPTransport, _map_smtp_error
 from tests.smtpd_helpers import RecordingHandler, SMTPServer, password_authenticator
@@ -138,7 +141,7 @@ async def test_concurrency_is_bounded_by_max_connections() -> None:
 
 
 async def test_max_messages_per_connection(smtpd: SMTPServer) -> None:
-    async with smtp_for(smtpd, max_messages_per_connection=2) as smtp:
+    async with smtp_for(smtpd, pool=SMTPPool(max_messages_per_connection=2)) as smtp:
         for n in range(5):
             await smtp.send_mail(msg(n))
     assert smtpd.connections == 3
@@ -147,7 +150,7 @@ async def test_max_messages_per_connection(smtpd: SMTPServer) -> None:
 
 
 async def test_idle_connections_are_closed(smtpd: SMTPServer) -> None:
-    async with smtp_for(smtpd, idle_timeout=0.05) as smtp:
+    async with smtp_for(smtpd, pool=SMTPPool(idle_timeout=0.05)) as smtp:
         await smtp.send_mail(msg(1))
         assert smtpd.open == 1
         for _ in range(100):  # at most 1 s; normally ~60 ms
@@ -380,7 +383,7 @@ async def test_message_larger_than_server_size_limit() -> None:
 
 async def test_implicit_tls(server_tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> None:
     async with SMTPServer(ssl_context=server_tls) as server:
-        async with smtp_for(server, use_tls=True, tls_context=client_tls) as smtp:
+        async with smtp_for(server, use_tls=True, tls=TLSSettings(context=client_tls)) as smtp:
             await smtp.send_mail(msg(1))
             await smtp.send_mail(msg(2))
         assert len(server.messages) == 2
@@ -390,7 +393,7 @@ async def test_implicit_tls(server_tls: ssl.SSLContext, client_tls: ssl.SSLConte
 async def test_untrusted_certificate_is_final(server_tls: ssl.SSLContext) -> None:
     async with SMTPServer(ssl_context=server_tls) as server:
         async with smtp_for(server, use_tls=True) as smtp:  # system CAs only
-            with pytest.raises(ServiceUnavailableError) as info:
+            with pytest.raises(ServiceRefusedError) as info:
                 await smtp.send_mail(msg(1))
         assert info.value.outcome is Outcome.FINAL
         assert "TLS" in str(info.value)
@@ -406,7 +409,11 @@ async def test_starttls_with_auth(server_tls: ssl.SSLContext, client_tls: ssl.SS
         auth_required=True,
     ) as server:
         async with smtp_for(
-            server, start_tls=True, tls_context=client_tls, username="app", password="s3cret-pw"
+            server,
+            start_tls=True,
+            tls=TLSSettings(context=client_tls),
+            username="app",
+            password="s3cret-pw",
         ) as smtp:
             await smtp.send_mail(msg(1))
             await smtp.send_mail(msg(2))
@@ -522,7 +529,7 @@ async def test_opportunistic_starttls_carries_auth(
         auth_required=True,
     ) as server:
         async with smtp_for(
-            server, tls_context=client_tls, username="app", password="s3cret-pw"
+            server, tls=TLSSettings(context=client_tls), username="app", password="s3cret-pw"
         ) as smtp:
             await smtp.send_mail(msg(1))
         assert len(server.messages) == 1
@@ -540,7 +547,11 @@ async def test_implicit_tls_carries_auth(
         auth_require_tls=False,  # aiosmtpd only knows about STARTTLS; this socket is TLS
     ) as server:
         async with smtp_for(
-            server, use_tls=True, tls_context=client_tls, username="app", password="s3cret-pw"
+            server,
+            use_tls=True,
+            tls=TLSSettings(context=client_tls),
+            username="app",
+            password="s3cret-pw",
         ) as smtp:
             await smtp.send_mail(msg(1))
         assert len(server.messages) == 1
@@ -593,9 +604,9 @@ def test_configuration_is_validated() -> None:
     with pytest.raises(ConfigurationError):
         SMTPTransport(password="x")
     with pytest.raises(ConfigurationError):
-        SMTPTransport(max_messages_per_connection=0)
+        SMTPPool(max_messages_per_connection=0)
     with pytest.raises(ConfigurationError):
-        SMTPTransport(idle_timeout=0)
+        SMTPPool(idle_timeout=0)
     with pytest.raises(ConfigurationError):
         SMTPTransport(refused_recipients="drop")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
@@ -621,8 +632,8 @@ def _response(cls: type[Exception], code: int, text: str) -> Exception:
     ("exc", "phase", "expected", "outcome"),
     [
         (aiosmtplib.SMTPConnectError("refused"), "connect", ServiceUnavailableError, "retry_safe"),
-        (aiosmtplib.SMTPConnectTimeoutError("slow"), "connect", DeliveryTimeoutError, "retry_safe"),
-        (aiosmtplib.SMTPReadTimeoutError("slow"), "mail", DeliveryTimeoutError, "retry_safe"),
+        (aiosmtplib.SMTPConnectTimeoutError("slow"), "connect", ConnectTimeoutError, "retry_safe"),
+        (aiosmtplib.SMTPReadTimeoutError("slow"), "mail", ServiceUnavailableError, "retry_safe"),
         (aiosmtplib.SMTPReadTimeoutError("slow"), "data", DeliveryTimeoutError, "ambiguous"),
         (aiosmtplib.SMTPServerDisconnected("gone"), "rcpt", ServiceUnavailableError, "retry_safe"),
         (aiosmtplib.SMTPServerDisconnected("gone"), "data", DeliveryUnknownError, "ambiguous"),
@@ -630,7 +641,7 @@ def _response(cls: type[Exception], code: int, text: str) -> Exception:
         (
             _response(aiosmtplib.SMTPConnectResponseError, 554, "go away"),
             "connect",
-            ServiceUnavailableError,
+            ServiceRefusedError,
             "final",
         ),
         (

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from asyncmailer.errors import ServiceUnavailableError
 from asyncmailer.message import Message
+from asyncmailer.options import SMTPPool
 from asyncmailer.result import SendResult
 from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports.smtp import SMTPTransport
@@ -36,8 +37,11 @@ def smtp_for(server: SMTPServer, **options: Any) -> SMTPTransport:
     options.setdefault("local_hostname", "localhost")
     options.setdefault("retry", NO_RETRY)
     options.setdefault("timeout", 5.0)
-    options.setdefault("connection_probe_interval", 0.05)
-    return SMTPTransport(hostname=server.host, port=server.port, **options)
+    pool = {"connection_probe_interval": 0.05}
+    for name in ("connection_probe_interval", "max_messages_per_connection", "idle_timeout"):
+        if name in options:
+            pool[name] = options.pop(name)
+    return SMTPTransport(hostname=server.host, port=server.port, pool=SMTPPool(**pool), **options)
 
 
 def failures(outcomes: list[Any]) -> list[BaseException]:

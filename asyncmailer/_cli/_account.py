@@ -17,6 +17,7 @@ from typing import Any, Literal
 from asyncmailer._cli._output import EXIT_FAILURE, CLIError, echo
 from asyncmailer._cli._transport import add_ses_options
 from asyncmailer.errors import AccessDeniedError, ConfigurationError, MailError
+from asyncmailer.options import AWSClientSettings
 from asyncmailer.transports import SESTransport
 from asyncmailer.transports._ses_errors import map_ses_error
 
@@ -482,8 +483,7 @@ def _open(args: argparse.Namespace) -> SESTransport:
         region_name=args.region,
         endpoint_url=args.endpoint_url,
         max_connections=1,
-        connect_timeout=5.0,
-        read_timeout=15.0,
+        aws=AWSClientSettings(connect_timeout=5.0, read_timeout=15.0),
         warm_up=False,  # these commands make their own requests
     )
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from asyncmailer.message import Attachment, IcalEvent, Message
+from asyncmailer.options import AWSClientSettings
 from asyncmailer.result import SendResult
 from asyncmailer.testing import SESEndpoint
 from asyncmailer.transports import SESTransport
@@ -184,8 +185,7 @@ async def run_demo(
             region_name=kwargs["region_name"],
             aws_access_key_id=kwargs["aws_access_key_id"],
             aws_secret_access_key=kwargs["aws_secret_access_key"],
-            connect_timeout=5.0,
-            read_timeout=10.0,
+            aws=AWSClientSettings(connect_timeout=5.0, read_timeout=10.0),
         ) as transport:
             result = await transport.send_mail(demo_message())
         endpoint_url = endpoint.url

@@ -18,10 +18,17 @@ botocore / SES says                                    asyncmailer raises
 ``ConfigurationSetDoesNotExist(Exception)``,           ConfigurationSetDoesNotExistError (final)
 ``NotFoundException`` naming a configuration set
 HTTP 5xx (``InternalFailure``, ``ServiceUnavailable``)  ServiceUnavailableError (retry-safe)
-could not connect / connect timeout                    ServiceUnavailableError (retry-safe)
-connection closed or reset after sending, read timeout  DeliveryUnknownError / DeliveryTimeoutError
-                                                       (ambiguous)
+could not connect                                      ServiceUnavailableError (retry-safe)
+connect timeout                                        ConnectTimeoutError (retry-safe)
+connection closed or reset after sending               DeliveryUnknownError (ambiguous)
+read timeout                                           DeliveryTimeoutError (ambiguous)
+another error code                                     DeliveryError (final)
+no credentials / no region / botocore cannot sign      ConfigurationError
+invalid request parameters                             ConfigurationError (``ses_defaults``)
 =====================================================  =========================================
+
+The class follows the rule of :mod:`asyncmailer.errors`; the outcome in brackets is the
+class's own (``tests/test_error_outcomes.py`` checks that this table and the code agree).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from asyncmailer.errors import (
     AccessDeniedError,
     ConfigurationError,
     ConfigurationSetDoesNotExistError,
+    ConnectTimeoutError,
     DailyQuotaExceededError,
     DeliveryError,
     DeliveryTimeoutError,
@@ -43,7 +51,6 @@ from asyncmailer.errors import (
     MailError,
     MailFromDomainNotVerifiedError,
     MessageRejectedError,
-    Outcome,
     SendingPausedError,
     SendingRateExceededError,
     ServiceUnavailableError,
@@ -95,20 +102,16 @@ def map_ses_error(exc: BaseException, *, action: str, **context: Any) -> MailErr
             option="region_name",
         )
     if isinstance(exc, bce.ParamValidationError):
-        return ConfigurationError(f"invalid SES request parameters: {exc}", option="ses")
+        return ConfigurationError(f"invalid SES request parameters: {exc}", option="ses_defaults")
     if isinstance(exc, bce.ConnectTimeoutError):
-        return ServiceUnavailableError(
-            f"could not connect to SES in time: {exc}", outcome=Outcome.RETRY_SAFE
-        )
+        return ConnectTimeoutError(f"could not connect to SES in time: {exc}")
     if isinstance(exc, bce.ReadTimeoutError):
         return DeliveryTimeoutError(
             f"SES did not answer in time; the message may have been accepted: {exc}"
         )
     if isinstance(exc, bce.ConnectionError):  # Endpoint/Proxy connection, SSL
         if _never_connected(exc):
-            return ServiceUnavailableError(
-                f"could not connect to SES: {exc}", outcome=Outcome.RETRY_SAFE
-            )
+            return ServiceUnavailableError(f"could not connect to SES: {exc}")
         return DeliveryUnknownError(
             f"the connection to SES failed during the request; the message may have been "
             f"accepted: {exc}"
@@ -251,7 +254,5 @@ def _map_client_error(exc: Any, *, action: str, configuration_set: str | None = 
             **fields,
         )
     if status >= 500 or code in {"InternalFailure", "ServiceUnavailable", "InternalError"}:
-        return ServiceUnavailableError(
-            f"SES failed with HTTP {status} {code}: {text}", outcome=Outcome.RETRY_SAFE, **fields
-        )
+        return ServiceUnavailableError(f"SES failed with HTTP {status} {code}: {text}", **fields)
     return DeliveryError(f"SES error {code} (HTTP {status}): {text}", **fields)

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal
 
 from asyncmailer.errors import ConfigurationError, DailyQuotaExceededError
+from asyncmailer.options import DailyQuotaPolicy
 
-__all__ = ["DailyQuotaPolicy", "QuotaTracker"]
+__all__ = ["QuotaTracker"]
 
 logger = logging.getLogger("asyncmailer.ses")
-
-#: What a send that would exceed the daily quota does.
-DailyQuotaPolicy = Literal["fail", "wait", "ignore"]
 
 QuotaReader = Callable[[], Awaitable[tuple[float, float, float]]]
 
@@ -39,9 +36,9 @@ class QuotaTracker:
         if enabled and policy == "wait" and not refresh_interval:
             # Nothing would ever wake a waiting send: refuse instead of hanging.
             raise ConfigurationError(
-                "daily_quota='wait' needs quota_refresh: the quota is only seen to grow "
+                "QuotaPolicy(daily='wait') needs refresh: the quota is only seen to grow "
                 "when it is read again",
-                option="quota_refresh",
+                option="refresh",
             )
         #: Fraction of MaxSendRate used as the sending rate.
         self.safety_factor = safety_factor
@@ -141,7 +138,7 @@ class QuotaTracker:
                 raise DailyQuotaExceededError(
                     f"sending {weight} more recipient(s) would exceed the SES daily quota "
                     f"({self.sent_last_24_hours:.0f} of {limit:.0f} used); nothing was sent. "
-                    "Request a higher quota or use daily_quota='wait'",
+                    "Request a higher quota or use QuotaPolicy(daily='wait')",
                     code="Max24HourSend",
                 )
             await self._changed.wait()

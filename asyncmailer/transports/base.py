@@ -43,7 +43,7 @@ import random
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from email.message import EmailMessage
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, TypeAlias
 
 import anyio
 
@@ -53,14 +53,17 @@ from asyncmailer.errors import (
     DeliveryError,
     DeliveryUnknownError,
     MailError,
+    MessageError,
     Outcome,
     SendAbortedError,
     SendingRateExceededError,
     TransportStateError,
     UndeliveredError,
 )
+from asyncmailer.fields import MessageFields, check_field_names
 from asyncmailer.limits import LocalRateLimiter, RateLimiter
 from asyncmailer.message import Message
+from asyncmailer.options import Limits
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports._grant import GrantExpired, check_grant, holding
@@ -68,7 +71,7 @@ from asyncmailer.transports._pacer import LoopPacer
 from asyncmailer.transports._warm import WarmGate
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
 __all__ = ["Delivery", "MessageInput", "SendOutcome", "Transport", "TransportState"]
 
@@ -138,78 +141,62 @@ class Transport(abc.ABC):
             result = await transport.send_mail(from_="a@example.com", to="b@example.com",
                                                subject="Hi", text="Hello")
 
-    Configuration is keyword-only. ``sending_rate`` (units per second; see
-    :meth:`_weight`) builds a :class:`~asyncmailer.limits.LocalRateLimiter`; pass
-    ``rate_limiter`` instead to share a rate (e.g. ``RedisRateLimiter``). ``max_connections``
-    bounds the requests in flight with an :class:`asyncio.Semaphore`. Both are created in
-    ``__aenter__``, inside the event loop that uses them. ``retry`` decides which failures
-    are tried again (:class:`~asyncmailer.retry.RetryPolicy`); ``drain_timeout`` bounds how
-    long :meth:`aclose` waits for queued and in-flight sends. ``cooperative`` (default on)
-    runs at most one send's CPU-heavy steps (composing its message; building and writing
-    its request) per event-loop iteration, so that a burst of sends cannot hold the loop
-    for long and a request granted by the rate limiter is written before more composing
-    runs.
+    Configuration is keyword-only, and every transport takes the same shared options
+    (:class:`~asyncmailer.options.TransportOptions`), declared once, here:
+
+    - ``limits``: a :class:`~asyncmailer.options.Limits` — the sending rate (units per
+      second; see :meth:`_weight`) or a shared ``rate_limiter`` (e.g.
+      ``RedisRateLimiter``), ``max_connections`` (requests in flight), ``drain_timeout``
+      (how long :meth:`aclose` waits for queued and in-flight sends) and ``cooperative``
+      (at most one send's CPU-heavy steps per event-loop iteration). The limiter and the
+      semaphore are created in ``__aenter__``, inside the event loop that uses them.
+    - ``sending_rate``, ``max_connections``: shortcuts for the same fields of ``limits``.
+    - ``retry``: which failures are tried again (:class:`~asyncmailer.retry.RetryPolicy`).
+    - ``dkim``: a :class:`~asyncmailer.dkim.DKIMSigner` applied to every message.
     """
 
     #: Short name reported in :attr:`SendResult.transport`.
     name: ClassVar[str] = "transport"
+    #: Requests in flight when neither ``max_connections`` nor ``limits`` sets them.
+    default_max_connections: ClassVar[int | None] = None
+    #: Whether ``sending_rate="auto"`` is understood (the backend tells its own rate).
+    supports_auto_rate: ClassVar[bool] = False
 
     def __init__(
         self,
         *,
-        sending_rate: float | None = None,
+        limits: Limits | None = None,
+        sending_rate: float | Literal["auto"] | None = None,
         max_connections: int | None = None,
-        rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
-        drain_timeout: float | None = 30.0,
         dkim: DKIMSigner | None = None,
-        cooperative: bool = True,
     ) -> None:
         if dkim is not None and not isinstance(dkim, DKIMSigner):
             raise ConfigurationError(
                 f"dkim must be a DKIMSigner or None, not {type(dkim).__name__}", option="dkim"
             )
-        if sending_rate is not None and rate_limiter is not None:
-            raise ConfigurationError(
-                "pass either sending_rate or rate_limiter, not both", option="sending_rate"
-            )
-        if max_connections is not None and (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
-            raise ConfigurationError(
-                f"max_connections must be a positive integer, got {max_connections!r}",
-                option="max_connections",
-            )
-        if drain_timeout is not None and (
-            isinstance(drain_timeout, bool)
-            or not isinstance(drain_timeout, (int, float))
-            or not drain_timeout >= 0  # also refuses NaN
-        ):
-            raise ConfigurationError(
-                f"drain_timeout must be a number >= 0 or None, got {drain_timeout!r}",
-                option="drain_timeout",
-            )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(
                 f"retry must be a RetryPolicy, not {type(retry).__name__}", option="retry"
             )
+        limits = self._resolve_limits(limits, sending_rate, max_connections)
+        #: The limits in force: rate, connections, rate limiter, drain timeout, cooperative.
+        self.limits = limits
         #: Rate limit asked for, units per second (None: unlimited or ``rate_limiter``).
-        self.sending_rate = sending_rate
+        self.sending_rate = limits.sending_rate
         #: Maximum requests in flight (None: unbounded).
-        self.max_connections = max_connections
+        self.max_connections = limits.max_connections
         #: Retry policy applied to failed attempts.
         self.retry = retry if retry is not None else RetryPolicy()
         #: Seconds ``aclose`` waits for queued and in-flight sends (None: no limit).
-        self.drain_timeout = drain_timeout
+        self.drain_timeout = limits.drain_timeout
         #: DKIM signer applied to every message (a message's ``dkim`` field may override it).
         self.dkim = dkim
         #: Run at most one send's heavy steps (composing; building and writing its request)
         #: per event-loop iteration, so that bursts of sends do not stall other coroutines.
-        self.cooperative = bool(cooperative)
+        self.cooperative = bool(limits.cooperative)
         self._pacer: LoopPacer | None = None
-        self._rate_limiter_given = rate_limiter
+        self._rate_limiter_given = limits.rate_limiter
         self._limiter: RateLimiter | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._state = TransportState.UNOPENED
@@ -225,6 +212,39 @@ class Transport(abc.ABC):
         #: (see ``docs/rate-limiting.md``); a steadily rising count means the event loop
         #: or the machine is too busy for the limiter's ``margin``.
         self.stale_grants = 0
+
+    def _resolve_limits(
+        self,
+        limits: Limits | None,
+        sending_rate: float | Literal["auto"] | None,
+        max_connections: int | None,
+    ) -> Limits:
+        """``limits`` with the shortcuts and the transport's defaults filled in."""
+        if limits is None:
+            limits = Limits()
+        elif not isinstance(limits, Limits):
+            raise ConfigurationError(
+                f"limits must be a Limits, not {type(limits).__name__}", option="limits"
+            )
+        changes: dict[str, object] = {}
+        for option, value in (("sending_rate", sending_rate), ("max_connections", max_connections)):
+            if value is None:
+                continue
+            if getattr(limits, option) is not None:
+                raise ConfigurationError(
+                    f"{option} is given twice: as {option}= and in limits=", option=option
+                )
+            changes[option] = value
+        if limits.max_connections is None and "max_connections" not in changes:
+            changes["max_connections"] = self.default_max_connections
+        limits = dataclasses.replace(limits, **changes) if changes else limits  # type: ignore[arg-type]
+        if limits.sending_rate == "auto" and not self.supports_auto_rate:
+            raise ConfigurationError(
+                f"{type(self).__name__} cannot discover its rate: sending_rate='auto' is for "
+                "SESTransport; pass a number",
+                option="sending_rate",
+            )
+        return limits
 
     # ------------------------------------------------------------------ the interface
 
@@ -420,11 +440,17 @@ class Transport(abc.ABC):
     # ------------------------------------------------------------------ sending
 
     async def prepare(
-        self, message: MessageInput | None = None, /, **fields: Any
+        self, message: MessageInput | None = None, /, **fields: Unpack[MessageFields]
     ) -> tuple[ComposedMessage, Message | None]:
-        """Compose and check a message exactly as :meth:`send_mail` would, without sending."""
+        """Compose and check a message exactly as :meth:`send_mail` would, without sending.
+
+        Returns the composed message and the :class:`~asyncmailer.Message` it came from
+        (None for an ``EmailMessage``). Raises what :meth:`send_mail` raises before
+        sending: a :class:`~asyncmailer.errors.MessageError` naming the field at fault.
+        """
         from asyncmailer.mime import compose  # keeps transports importable alone
 
+        check_field_names(fields)
         msg: Message | None
         if message is None:
             msg = Message(**fields)
@@ -433,39 +459,62 @@ class Transport(abc.ABC):
             msg = dataclasses.replace(message, **fields) if fields else message
             composed = await compose(msg)
         elif isinstance(message, (bytes, bytearray, memoryview, str)):
-            raw = bytes(message) if not isinstance(message, str) else message
-            msg = Message(raw=raw, **fields)
+            if "raw" in fields:
+                raise MessageError(
+                    "the raw message is given twice: as the first argument and as raw=",
+                    field="raw",
+                )
+            fields["raw"] = bytes(message) if not isinstance(message, str) else message
+            msg = Message(**fields)
             composed = await compose(msg)
         elif isinstance(message, EmailMessage):
             if fields:
-                raise ConfigurationError(
-                    "keyword fields cannot be combined with an EmailMessage; set its headers",
-                    option=next(iter(fields)),
+                raise MessageError(
+                    "keyword fields cannot be combined with an EmailMessage; set its headers "
+                    f"instead (got {', '.join(fields)})",
+                    field=next(iter(fields)),
                 )
             msg = None
             composed = await compose(message)
         else:
-            raise ConfigurationError(
+            raise MessageError(
                 "send_mail() takes a Message, EmailMessage, bytes or str, "
                 f"not {type(message).__name__}",
-                option="message",
+                field="message",
             )
-        signer = resolve_signer(self.dkim, msg.dkim if msg is not None else None)
+        override = msg.dkim if msg is not None else None
+        try:
+            signer = resolve_signer(self.dkim, override)
+        except ConfigurationError as exc:
+            if override is None:
+                raise
+            # The message's own dkim field is at fault, not the transport's settings.
+            raise MessageError(str(exc), field="dkim") from exc
         if signer is not None:
             # Sign before the checks, so that size limits include the signature.
             composed = await signer.sign_async(composed)
         self._preflight(composed, msg)
         return composed, msg
 
-    async def send_mail(self, message: MessageInput | None = None, /, **fields: Any) -> SendResult:
+    async def send_mail(
+        self, message: MessageInput | None = None, /, **fields: Unpack[MessageFields]
+    ) -> SendResult:
         """Compose, check, rate-limit and deliver one message; return its :class:`SendResult`.
 
+        Example::
+
+            result = await transport.send_mail(
+                from_="shop@example.com", to="ada@example.com", subject="Hi", text="Hello"
+            )
+
         ``message`` may be a :class:`~asyncmailer.Message`, a stdlib ``EmailMessage`` or a
-        complete raw message; keyword ``fields`` build (or override fields of) a ``Message``.
+        complete raw message; keyword ``fields`` (:class:`~asyncmailer.fields.MessageFields`:
+        the fields of ``Message``) build it, or override fields of the ``Message`` given.
         Invalid input raises a :class:`~asyncmailer.errors.MessageError` before anything is
-        sent. Failed attempts are retried as :attr:`retry` allows; the error finally raised
-        is a :class:`~asyncmailer.errors.DeliveryError` whose ``outcome`` and ``attempts``
-        say what is known.
+        sent (an unknown field names it and suggests the closest one). Failed attempts are
+        retried as :attr:`retry` allows; the error finally raised is a
+        :class:`~asyncmailer.errors.DeliveryError` whose class (and so ``outcome``) and
+        ``attempts`` say what is known.
 
         Cancelling the call while it composes, waits for a connection slot or the rate
         limiter, or backs off gives the capacity back and sends nothing. Cancelling it

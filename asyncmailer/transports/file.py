@@ -22,20 +22,22 @@ import re
 import secrets
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from asyncmailer.dkim import DKIMSigner
 from asyncmailer.errors import (
     AccessDeniedError,
     ConfigurationError,
     ServiceUnavailableError,
 )
-from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Message
+from asyncmailer.options import TransportOptions
 from asyncmailer.result import ComposedMessage
-from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports.base import Delivery, Transport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["FileTransport", "message_file_name"]
 
@@ -64,8 +66,8 @@ class FileTransport(Transport):
     - ``fsync``: flush each file to disk before it is renamed into place (durability
       across a power loss, at a cost).
 
-    The other options are those of every transport (``sending_rate``, ``max_connections``,
-    ``rate_limiter``, ``retry``, ``drain_timeout``). A permission error raises
+    The other options are those of every transport (``limits``, ``sending_rate``,
+    ``max_connections``, ``retry``, ``dkim``; see :class:`Transport`). A permission error raises
     :class:`~asyncmailer.errors.AccessDeniedError`; another I/O error (disk full...)
     :class:`~asyncmailer.errors.ServiceUnavailableError` (retry-safe: nothing was left
     behind).
@@ -80,23 +82,9 @@ class FileTransport(Transport):
         suffix: str = ".eml",
         envelope_file: bool = False,
         fsync: bool = False,
-        sending_rate: float | None = None,
-        max_connections: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        retry: RetryPolicy | None = None,
-        drain_timeout: float | None = 30.0,
-        dkim: DKIMSigner | None = None,
-        cooperative: bool = True,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        super().__init__(
-            sending_rate=sending_rate,
-            max_connections=max_connections,
-            rate_limiter=rate_limiter,
-            retry=retry,
-            drain_timeout=drain_timeout,
-            dkim=dkim,
-            cooperative=cooperative,
-        )
+        super().__init__(**options)
         if not suffix.startswith(".") or _UNSAFE.search(suffix):
             raise ConfigurationError(f"invalid suffix {suffix!r}", option="suffix")
         #: Where the files go.

@@ -22,15 +22,16 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from asyncmailer.dkim import DKIMSigner
 from asyncmailer.errors import ConfigurationError
-from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Envelope, Message
+from asyncmailer.options import TransportOptions
 from asyncmailer.result import ComposedMessage
-from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports.base import Delivery, Transport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["MemoryTransport", "SentMessage"]
 
@@ -211,8 +212,8 @@ def _match_contains(wanted: TextMatch, value: str | None) -> bool:
 class MemoryTransport(Transport):
     """A transport that keeps every message in memory: the outbox of your tests.
 
-    Options are those of every transport (``sending_rate``, ``max_connections``,
-    ``rate_limiter``, ``retry``, ``drain_timeout``). Sent messages are in
+    Options are those of every transport (``limits``, ``sending_rate``,
+    ``max_connections``, ``retry``, ``dkim``; see :class:`Transport`). Sent messages are in
     :attr:`messages` (also ``len(outbox)``, ``outbox[0]``, ``for m in outbox``), as
     :class:`SentMessage` objects. Find and assert with :meth:`find`,
     :meth:`assert_sent`, :meth:`assert_not_sent` and :meth:`assert_no_mail`; inject
@@ -221,26 +222,8 @@ class MemoryTransport(Transport):
 
     name = "memory"
 
-    def __init__(
-        self,
-        *,
-        sending_rate: float | None = None,
-        max_connections: int | None = None,
-        rate_limiter: RateLimiter | None = None,
-        retry: RetryPolicy | None = None,
-        drain_timeout: float | None = 30.0,
-        dkim: DKIMSigner | None = None,
-        cooperative: bool = True,
-    ) -> None:
-        super().__init__(
-            sending_rate=sending_rate,
-            max_connections=max_connections,
-            rate_limiter=rate_limiter,
-            retry=retry,
-            drain_timeout=drain_timeout,
-            dkim=dkim,
-            cooperative=cooperative,
-        )
+    def __init__(self, **options: Unpack[TransportOptions]) -> None:
+        super().__init__(**options)
         self._messages: list[SentMessage] = []
         self._failures_next: list[Exception] = []
         #: Delivery attempts, failed ones included (reset by :meth:`clear`).

@@ -18,13 +18,13 @@ in :mod:`asyncmailer.transports._ses_errors`; creating the client lives in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from asyncmailer.dkim import DKIMSigner
 from asyncmailer.errors import (
     ConfigurationError,
     DeliveryError,
@@ -34,15 +34,19 @@ from asyncmailer.errors import (
     SMTPUTF8RequiredError,
     TooManyRecipientsError,
 )
-from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Message
+from asyncmailer.options import AWSClientSettings, Credentials, QuotaPolicy, TransportOptions
 from asyncmailer.result import ComposedMessage
-from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports._grant import GrantExpired, check_grant
 from asyncmailer.transports._ses_client import idle_timeout, preload_data, warm_up
 from asyncmailer.transports._ses_errors import map_ses_error, wrapped_bug
-from asyncmailer.transports._ses_quota import DailyQuotaPolicy, QuotaTracker
+from asyncmailer.transports._ses_quota import QuotaTracker
 from asyncmailer.transports.base import Delivery, Transport
+
+if TYPE_CHECKING:
+    from types_aiobotocore_ses import SESClient
+    from types_aiobotocore_sesv2 import SESV2Client
+    from typing_extensions import Unpack
 
 __all__ = ["BLOCKED_ATTACHMENT_EXTENSIONS", "SES_LIMITS", "SESTransport"]
 
@@ -74,31 +78,77 @@ _OPERATIONS = {"v1": "SendRawEmail", "v2": "SendEmail"}
 Api = Literal["auto", "v1", "v2"]
 
 
+def _aws_settings(
+    aws: AWSClientSettings | None,
+    *,
+    region_name: str | None,
+    endpoint_url: str | None,
+    key: tuple[str | None, str | None, str | None],
+) -> AWSClientSettings:
+    """``aws`` with the flat shortcuts filled in; a setting given both ways is refused."""
+    if aws is None:
+        aws = AWSClientSettings()
+    elif not isinstance(aws, AWSClientSettings):
+        raise ConfigurationError(
+            f"aws must be an AWSClientSettings, not {type(aws).__name__}", option="aws"
+        )
+    changes: dict[str, Any] = {}
+    for option, value in (("region_name", region_name), ("endpoint_url", endpoint_url)):
+        if value is not None:
+            if getattr(aws, option) is not None:
+                raise ConfigurationError(
+                    f"{option} is given twice: as {option}= and in aws=", option=option
+                )
+            changes[option] = value
+    key_id, secret, token = key
+    if key_id is not None or secret is not None or token is not None:
+        if aws.credentials is not None:
+            raise ConfigurationError(
+                "credentials are given twice: as aws_access_key_id= and in aws=",
+                option="aws_access_key_id",
+            )
+        if key_id is None or secret is None:
+            raise ConfigurationError(
+                "aws_access_key_id and aws_secret_access_key go together",
+                option="aws_access_key_id",
+            )
+        changes["credentials"] = Credentials(key_id, secret, token)
+    return dataclasses.replace(aws, **changes) if changes else aws
+
+
 class SESTransport(Transport):
     """Send through Amazon SES with an aiobotocore client, rate limited and bounded.
+
+    Example::
+
+        SESTransport(region_name="eu-west-1", sending_rate=14)
 
     - ``client``: an aiobotocore ``ses`` or ``sesv2`` client you created and keep open
       (its settings are never changed; set ``retries={"mode": "standard",
       "total_max_attempts": 1}`` on it so that botocore does not resend ambiguous requests
       behind our back, and a connection pool of at least ``max_connections``). Without a
-      client the transport creates one in ``__aenter__`` from the standard AWS credential
-      and region chain (``region_name``, ``endpoint_url``, ``session`` optional) and closes
-      it on exit.
+      client the transport creates one in ``__aenter__`` from ``aws``
+      (:class:`~asyncmailer.options.AWSClientSettings`: region, endpoint, credentials,
+      session, timeouts; by default the standard AWS credential and region chain) and
+      closes it on exit. ``region_name``, ``endpoint_url`` and ``aws_access_key_id`` /
+      ``aws_secret_access_key`` / ``aws_session_token`` (botocore's ``create_client``
+      keywords) are shortcuts for the same settings.
+    - ``sending_rate``: recipients per second (SES counts each recipient), or ``"auto"`` to
+      use the account's ``MaxSendRate`` × ``quota.safety_factor``, refreshed every
+      ``quota.refresh`` seconds. ``max_connections`` defaults to 10.
     - ``api``: ``"v2"`` (SESv2 ``SendEmail`` with raw content: AWS's current API, 40 MB
       messages, less CPU), ``"v1"`` (``SendRawEmail``, 10 MB), or ``"auto"``: from the
       client you pass, else v2.
-    - ``sending_rate``: recipients per second (SES counts each recipient), or ``"auto"`` to
-      use the account's ``MaxSendRate`` × ``quota_safety_factor``, refreshed every
-      ``quota_refresh`` seconds.
     - ``ses_defaults`` and each message's ``ses`` are merged shallowly into the API call,
       the message winning: v1 ``Tags``, ``ConfigurationSetName``, ``SourceArn``, ``FromArn``,
       ``ReturnPathArn``; v2 ``EmailTags``, ``ConfigurationSetName``,
       ``FromEmailAddressIdentityArn``, ``FeedbackForwardingEmailAddress``... ``Tags`` and
-      ``EmailTags`` are translated to the API in use.
-    - ``daily_quota``: what a send that would exceed ``Max24HourSend`` does when the quota
-      is known (``sending_rate="auto"`` or ``track_daily_quota=True``): ``"fail"`` raises
-      :class:`~asyncmailer.errors.DailyQuotaExceededError` before any request, ``"wait"``
-      waits for the window to move, ``"ignore"`` sends anyway.
+      ``EmailTags`` are translated to the API in use. A mistake in ``ses_defaults`` is a
+      :class:`~asyncmailer.errors.ConfigurationError`; one in a message's ``ses`` a
+      :class:`~asyncmailer.errors.MessageError` (``field="ses"``).
+    - ``quota``: a :class:`~asyncmailer.options.QuotaPolicy`: the safety factor of
+      ``"auto"``, how often the quota is read, and what a send that would exceed
+      ``Max24HourSend`` does when the quota is known (``"fail"``, ``"wait"``, ``"ignore"``).
     - Rate precision: a rate grant is valid for the limiter's ``margin``. A handler on
       botocore's ``before-send`` event for the send operation (after signing, just before
       the HTTP layer; removed again on close from a client you passed in) checks it; a
@@ -108,61 +158,51 @@ class SESTransport(Transport):
       that no cold HTTP session sits behind the first grant; after an idle spell longer
       than half the client's keep-alive timeout, the first send goes alone and the others
       wait for its answer (``docs/rate-limiting.md``).
-    - ``cooperative`` (and the other common options): see :class:`Transport`.
+    - ``limits``, ``max_connections``, ``retry``, ``dkim``: shared by every transport
+      (:class:`Transport`).
     """
 
     name = "ses"
+    default_max_connections = 10
+    supports_auto_rate = True
 
     def __init__(
         self,
-        client: Any = None,
+        client: SESClient | SESV2Client | None = None,
         *,
-        sending_rate: float | Literal["auto"] | None = None,
-        max_connections: int | None = 10,
-        api: Api = "auto",
-        ses_defaults: Mapping[str, Any] | None = None,
         region_name: str | None = None,
         endpoint_url: str | None = None,
-        session: Any = None,
         aws_access_key_id: str | None = None,
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
-        rate_limiter: RateLimiter | None = None,
-        retry: RetryPolicy | None = None,
-        drain_timeout: float | None = 30.0,
-        dkim: DKIMSigner | None = None,
-        cooperative: bool = True,
-        quota_safety_factor: float = 0.9,
-        quota_refresh: float | None = 300.0,
-        track_daily_quota: bool | None = None,
-        daily_quota: DailyQuotaPolicy = "fail",
+        aws: AWSClientSettings | None = None,
+        api: Api = "auto",
+        ses_defaults: Mapping[str, Any] | None = None,
+        quota: QuotaPolicy | None = None,
         warm_up: bool = True,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        auto = sending_rate == "auto"
-        super().__init__(
-            sending_rate=None if auto else sending_rate,  # type: ignore[arg-type]
-            max_connections=max_connections,
-            rate_limiter=rate_limiter,
-            retry=retry,
-            drain_timeout=drain_timeout,
-            dkim=dkim,
-            cooperative=cooperative,
-        )
+        super().__init__(**options)
         if api not in ("auto", "v1", "v2"):
             raise ConfigurationError(f"api must be 'auto', 'v1' or 'v2', not {api!r}", option="api")
-        if not 0 < quota_safety_factor <= 1:
+        if quota is None:
+            quota = QuotaPolicy()
+        elif not isinstance(quota, QuotaPolicy):
             raise ConfigurationError(
-                "quota_safety_factor must be in (0, 1]", option="quota_safety_factor"
+                f"quota must be a QuotaPolicy, not {type(quota).__name__}", option="quota"
             )
-        if daily_quota not in ("fail", "wait", "ignore"):
-            raise ConfigurationError(
-                f"daily_quota must be 'fail', 'wait' or 'ignore', not {daily_quota!r}",
-                option="daily_quota",
-            )
+        auto = self.sending_rate == "auto"
         #: True when the rate comes from the account's quota.
         self.auto_rate = auto
+        #: How the client is created (unused with a client passed in).
+        self.aws = _aws_settings(
+            aws,
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+            key=(aws_access_key_id, aws_secret_access_key, aws_session_token),
+        )
+        #: How the account's quota is followed.
+        self.quota_policy = quota
         #: Make one cheap request when opening (on a client passed in too), so that the
         #: first rate-limited send does not wait for a cold HTTP session.
         self.warm_up = warm_up
@@ -173,13 +213,6 @@ class SESTransport(Transport):
         self.api: Literal["v1", "v2"] = "v2" if api == "auto" else api
         #: Options merged into every API call (read when the transport opens).
         self.ses_defaults: dict[str, Any] = dict(ses_defaults or {})
-        self.region_name = region_name
-        self.endpoint_url = endpoint_url
-        self._session = session
-        # Never shown in repr or logs.
-        self.__credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
         self._stack: contextlib.AsyncExitStack | None = None
         self._option_names_cache: dict[str, frozenset[str]] = {}
         self._defaults_merged: dict[str, Any] | None = None
@@ -187,11 +220,21 @@ class SESTransport(Transport):
         self._hook_id = f"asyncmailer-before-send-{id(self):x}"
         self._region = "us-east-1"
         self._quota = QuotaTracker(
-            safety_factor=quota_safety_factor,
-            refresh_interval=quota_refresh,
-            policy=daily_quota,
-            enabled=auto if track_daily_quota is None else track_daily_quota,
+            safety_factor=quota.safety_factor,
+            refresh_interval=quota.refresh,
+            policy=quota.daily,
+            enabled=auto if quota.track_daily is None else quota.track_daily,
         )
+
+    @property
+    def region_name(self) -> str | None:
+        """The region asked for (``aws.region_name``); see :attr:`region` for the one in use."""
+        return self.aws.region_name
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The endpoint asked for (``aws.endpoint_url``), or None for AWS's own."""
+        return self.aws.endpoint_url
 
     def __repr__(self) -> str:
         rate = "auto" if self.auto_rate else self.sending_rate
@@ -202,9 +245,9 @@ class SESTransport(Transport):
         )
 
     @property
-    def client(self) -> Any:
+    def client(self) -> SESClient | SESV2Client | None:
         """The aiobotocore client in use (yours, or the one created in ``__aenter__``)."""
-        return self._client
+        return cast("SESClient | SESV2Client | None", self._client)
 
     @property
     def region(self) -> str:
@@ -290,7 +333,8 @@ class SESTransport(Transport):
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
-        session = self._session or get_session()
+        settings = self.aws
+        session = settings.session or get_session()
         service = "ses" if self._api_asked == "v1" else "sesv2"
         # Parse botocore's data files in a thread, not on the event loop.
         await preload_data(session, service)
@@ -299,23 +343,23 @@ class SESTransport(Transport):
             max_pool_connections=pool,
             # We retry ourselves, through the rate limiter, and never resend ambiguous requests.
             retries={"mode": "standard", "total_max_attempts": 1},
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
             # We build the parameters; `ses` option names are checked against the model.
             parameter_validation=False,
         )
-        key_id, secret, token = self.__credentials
-        region = self.region_name or os.environ.get("AWS_REGION") or None
+        credentials = settings.credentials
+        region = settings.region_name or os.environ.get("AWS_REGION") or None
         stack = contextlib.AsyncExitStack()
         try:
             client = await stack.enter_async_context(
                 session.create_client(
                     service,
                     region_name=region,
-                    endpoint_url=self.endpoint_url,
-                    aws_access_key_id=key_id,
-                    aws_secret_access_key=secret,
-                    aws_session_token=token,
+                    endpoint_url=settings.endpoint_url,
+                    aws_access_key_id=credentials and credentials.access_key_id,
+                    aws_secret_access_key=credentials and credentials.secret_access_key,
+                    aws_session_token=credentials and credentials.session_token,
                     config=config,
                 )
             )
@@ -433,38 +477,57 @@ class SESTransport(Transport):
                 )
 
     def _merge_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
-        if not options:
-            # The common case, on every send: the transport's defaults alone, merged and
-            # checked once per open transport (the result is only ever unpacked, not changed).
-            cached = self._defaults_merged
-            if cached is None:
-                cached = self._defaults_merged = self._merge_checked(None)
-            return cached
-        return self._merge_checked(options)
+        """``ses_defaults`` merged with a message's ``ses`` options, checked.
 
-    def _merge_checked(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
-        merged = {**self.ses_defaults, **(options or {})}
+        A mistake in the defaults raises :class:`ConfigurationError` (``ses_defaults``),
+        one in the message's options :class:`MessageError` (``field="ses"``).
+        """
+        # The transport's defaults alone, merged and checked once per open transport (the
+        # result is only ever unpacked, not changed): the common case, on every send.
+        defaults = self._defaults_merged
+        if defaults is None:
+            problem = self._check_options(self._translated(self.ses_defaults))
+            if problem:
+                raise ConfigurationError(f"ses_defaults: {problem}", option="ses_defaults")
+            defaults = self._defaults_merged = self._translated(self.ses_defaults)
+        if not options:
+            return defaults
+        if not isinstance(options, Mapping):
+            raise MessageError(
+                f"ses must be a mapping of API options, not {type(options).__name__}",
+                field="ses",
+            )
+        merged = self._translated({**self.ses_defaults, **options})
+        problem = self._check_options(merged)
+        if problem:
+            raise MessageError(f"the message's ses options: {problem}", field="ses")
+        return merged
+
+    def _translated(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        merged = dict(options)
         if self.api == "v2":
             if "Tags" in merged:
                 merged.setdefault("EmailTags", merged.pop("Tags"))
         elif "EmailTags" in merged:
             merged.setdefault("Tags", merged.pop("EmailTags"))
+        return merged
+
+    def _check_options(self, merged: Mapping[str, Any]) -> str | None:
+        """What is wrong with these API options, or None."""
         allowed = self._option_names()
         unknown = set(merged).difference(allowed) if allowed else set()
         if unknown:
-            raise ConfigurationError(
-                f"unknown ses option(s) for {_OPERATIONS[self.api]}: {', '.join(sorted(unknown))}"
-                f" (known: {', '.join(sorted(allowed - _RESERVED[self.api]))})",
-                option="ses",
+            return (
+                f"unknown option(s) for {_OPERATIONS[self.api]}: {', '.join(sorted(unknown))}"
+                f" (known: {', '.join(sorted(allowed - _RESERVED[self.api]))})"
             )
         clash = _RESERVED[self.api].intersection(merged)
         if clash:
-            raise ConfigurationError(
-                f"ses options may not set {', '.join(sorted(clash))}: the transport derives "
-                "them from the message and its envelope",
-                option="ses",
+            return (
+                f"may not set {', '.join(sorted(clash))}: the transport derives them from the "
+                "message and its envelope"
             )
-        return merged
+        return None
 
     def _option_names(self) -> frozenset[str]:
         """Parameter names of the send operation, from the client's service model."""
@@ -530,6 +593,14 @@ class SESTransport(Transport):
                 if inner is not None:
                     raise inner from exc
                 raise
+            if (
+                isinstance(mapped, ConfigurationError)
+                and mapped.option == "ses_defaults"
+                and message is not None
+                and message.ses
+            ):
+                # botocore refused a parameter value; the message's options are in the call.
+                mapped = MessageError(f"the message's ses options: {mapped}", field="ses")
             if not (isinstance(mapped, DeliveryError) and mapped.outcome is Outcome.AMBIGUOUS):
                 self._quota.release(weight)  # SES sent nothing
             raise mapped from exc

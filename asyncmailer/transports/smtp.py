@@ -21,21 +21,28 @@ one session more is tried every ``connection_probe_interval`` seconds.
 Credentials are only sent over TLS (implicit, or STARTTLS): a session without it raises
 :class:`ConfigurationError` before AUTH unless ``allow_insecure_auth=True``.
 
-How SMTP outcomes map to :mod:`asyncmailer.errors` (all in :func:`_map_smtp_error`):
+How SMTP outcomes map to :mod:`asyncmailer.errors` (all in :func:`_map_smtp_error`), by
+the rule of that module; the outcome is the class's own:
 
 =====================================  =============================================
 4xx reply (before or after DATA)        :class:`ServiceUnavailableError`, retry-safe
-``454 Throttling failure: Maximum       :class:`SendingRateExceededError` (Amazon SES's
-sending rate exceeded``                 SMTP interface); "Daily message quota" →
-                                        :class:`DailyQuotaExceededError`
+``454 Throttling failure: Maximum       :class:`SendingRateExceededError`, retry-safe
+sending rate exceeded``                 (Amazon SES's SMTP interface)
+``Daily message quota exceeded``        :class:`DailyQuotaExceededError`, final
 5xx reply to MAIL, RCPT or DATA         :class:`MessageRejectedError`, final
-recipients refused at RCPT              :class:`RecipientsRefusedError` (``refused``)
-AUTH refused (5xx)                      :class:`AccessDeniedError` (``action="smtp:AUTH"``)
-timeout before DATA / while connecting  :class:`DeliveryTimeoutError`, retry-safe
+5xx greeting or reply while connecting  :class:`ServiceRefusedError`, final
+recipients refused (5xx, or delivered   :class:`RecipientsRefusedError`, final
+to the others)
+recipients refused, 4xx only, nothing   :class:`RecipientsDeferredError`, retry-safe
+sent
+AUTH refused (5xx)                      :class:`AccessDeniedError`, final
+AUTH refused for now (4xx)              :class:`ServiceUnavailableError`, retry-safe
+timeout while connecting                :class:`ConnectTimeoutError`, retry-safe
+timeout at MAIL FROM or RCPT TO         :class:`ServiceUnavailableError`, retry-safe
 timeout during DATA                     :class:`DeliveryTimeoutError`, ambiguous
 connection lost before DATA             :class:`ServiceUnavailableError`, retry-safe
 connection lost during DATA             :class:`DeliveryUnknownError`, ambiguous
-TLS handshake / certificate failure     :class:`ServiceUnavailableError`, final
+TLS handshake / certificate failure     :class:`ServiceRefusedError`, final
 STARTTLS or AUTH not offered            :class:`ConfigurationError`
 credentials, no TLS on the session      :class:`ConfigurationError` (``allow_insecure_auth``)
 4xx greeting, others open               none: the send waits for an open session
@@ -46,7 +53,8 @@ bigger than the server's SIZE           :class:`MessageTooLargeError` (nothing s
 **Refused recipients.** With ``refused_recipients="abort"`` (the default, and what SES
 does with an invalid recipient) a refusal at RCPT ends the transaction with RSET before
 DATA: nobody gets the message and :class:`RecipientsRefusedError` maps each refused
-address to its ``(code, text)``; it is retry-safe when every refusal was a 4xx. With
+address to its ``(code, text)``; when every refusal was a 4xx it is
+:class:`RecipientsDeferredError` instead (retry-safe, same ``refused``). With
 ``"deliver"`` the message goes to the accepted recipients and *then*
 :class:`RecipientsRefusedError` is raised, final (a retry would duplicate the message for
 the others), with the delivery noted in its text. When every recipient is refused, nothing
@@ -67,10 +75,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
 
-from asyncmailer.dkim import DKIMSigner
 from asyncmailer.errors import (
     AccessDeniedError,
     ConfigurationError,
+    ConnectTimeoutError,
     DailyQuotaExceededError,
     DeliveryError,
     DeliveryTimeoutError,
@@ -79,20 +87,21 @@ from asyncmailer.errors import (
     MessageError,
     MessageRejectedError,
     MessageTooLargeError,
-    Outcome,
+    RecipientsDeferredError,
     RecipientsRefusedError,
     SendingRateExceededError,
+    ServiceRefusedError,
     ServiceUnavailableError,
     SMTPUTF8RequiredError,
 )
-from asyncmailer.limits import RateLimiter
 from asyncmailer.message import Message
+from asyncmailer.options import SMTPPool, TLSSettings, TransportOptions
 from asyncmailer.result import ComposedMessage
-from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports.base import Delivery, Transport, TransportState
 
 if TYPE_CHECKING:
     import aiosmtplib
+    from typing_extensions import Unpack
 
 __all__ = ["SMTPTransport"]
 
@@ -161,32 +170,39 @@ class _Slot:
 class SMTPTransport(Transport):
     """Send through an SMTP server with aiosmtplib, over a pool of reused connections.
 
+    Example::
+
+        SMTPTransport(hostname="smtp.example.com", start_tls=True, username="app",
+                      password=secret, max_connections=5)
+
     Connection keywords are aiosmtplib's: ``hostname``, ``port`` (default 465 with
     ``use_tls``, 587 with ``start_tls=True``, else 25), ``username``, ``password``,
     ``use_tls`` (implicit TLS), ``start_tls`` (``None``: upgrade when offered, ``True``:
-    required, ``False``: never), ``validate_certs``, ``tls_context``, ``cert_bundle``,
-    ``client_cert``, ``client_key``, ``timeout`` (seconds, per command), ``local_hostname``
+    required, ``False``: never), ``timeout`` (seconds, per command), ``local_hostname``
     (default: this host's FQDN, looked up once when the transport opens),
-    ``source_address``, ``oauth_token_generator`` (XOAUTH2).
+    ``source_address``, ``oauth_token_generator`` (XOAUTH2). Certificates:
+    ``tls`` (:class:`~asyncmailer.options.TLSSettings`: verification, CA bundle, client
+    certificate).
 
     Credentials are only sent over TLS: without ``use_tls``, and when the server does not
     offer STARTTLS, the session is refused with :class:`ConfigurationError` before AUTH,
     unless ``allow_insecure_auth=True`` (a trusted network, a local relay).
 
     Pool: ``max_connections`` (default 5) bounds both the sends in flight and the open
-    sessions, counted from connect until the socket is closed (QUIT included);
-    ``max_messages_per_connection`` (default 100, None for no limit); ``idle_timeout``
-    seconds (default 60, None to keep idle connections open). A server that refuses a new
+    sessions, counted from connect until the socket is closed (QUIT included); ``pool``
+    (:class:`~asyncmailer.options.SMTPPool`) sets the messages per session (default 100),
+    the idle timeout (default 60 s) and the probe interval. A server that refuses a new
     session while others are open (Postfix's ``421 too many connections``) shrinks the
     pool to the sessions it accepted; sends wait for those, and one more session is tried
     ``connection_probe_interval`` seconds later (default 10, doubled while refused).
     ``refused_recipients``: ``"abort"`` or ``"deliver"`` (see the module docs).
 
-    The rate limiter (``sending_rate`` in messages per second, or ``rate_limiter``), the
-    retry policy and ``drain_timeout`` work as for every transport.
+    ``limits`` (``sending_rate`` in messages per second), ``retry`` and ``dkim`` work as
+    for every transport (:class:`Transport`).
     """
 
     name = "smtp"
+    default_max_connections = 5
 
     def __init__(
         self,
@@ -198,37 +214,29 @@ class SMTPTransport(Transport):
         use_tls: bool = False,
         start_tls: bool | None = None,
         allow_insecure_auth: bool = False,
-        validate_certs: bool = True,
-        tls_context: ssl.SSLContext | None = None,
-        cert_bundle: str | None = None,
-        client_cert: str | None = None,
-        client_key: str | None = None,
+        tls: TLSSettings | None = None,
         timeout: float | None = 60.0,
         local_hostname: str | None = None,
         source_address: tuple[str, int] | None = None,
         oauth_token_generator: Callable[[], Awaitable[str]] | None = None,
-        max_connections: int | None = 5,
-        max_messages_per_connection: int | None = 100,
-        idle_timeout: float | None = 60.0,
-        connection_probe_interval: float = 10.0,
+        pool: SMTPPool | None = None,
         refused_recipients: RefusedPolicy = "abort",
-        sending_rate: float | None = None,
-        rate_limiter: RateLimiter | None = None,
-        retry: RetryPolicy | None = None,
-        drain_timeout: float | None = 30.0,
-        dkim: DKIMSigner | None = None,
-        cooperative: bool = True,
+        **options: Unpack[TransportOptions],
     ) -> None:
         _require_aiosmtplib()
-        super().__init__(
-            sending_rate=sending_rate,
-            max_connections=max_connections,
-            rate_limiter=rate_limiter,
-            retry=retry,
-            drain_timeout=drain_timeout,
-            dkim=dkim,
-            cooperative=cooperative,
-        )
+        super().__init__(**options)
+        if tls is None:
+            tls = TLSSettings()
+        elif not isinstance(tls, TLSSettings):
+            raise ConfigurationError(
+                f"tls must be a TLSSettings, not {type(tls).__name__}", option="tls"
+            )
+        if pool is None:
+            pool = SMTPPool()
+        elif not isinstance(pool, SMTPPool):
+            raise ConfigurationError(
+                f"pool must be an SMTPPool, not {type(pool).__name__}", option="pool"
+            )
         if use_tls and start_tls:
             raise ConfigurationError(
                 "use_tls (implicit TLS) and start_tls (STARTTLS) exclude each other",
@@ -250,26 +258,21 @@ class SMTPTransport(Transport):
                 "use TLS, or pass allow_insecure_auth=True for a trusted network",
                 option="allow_insecure_auth",
             )
-        if max_messages_per_connection is not None and (
-            isinstance(max_messages_per_connection, bool) or max_messages_per_connection < 1
-        ):
-            raise ConfigurationError(
-                "max_messages_per_connection must be a positive integer or None",
-                option="max_messages_per_connection",
-            )
-        if idle_timeout is not None and idle_timeout <= 0:
-            raise ConfigurationError("idle_timeout must be positive or None", option="idle_timeout")
         if timeout is not None and timeout <= 0:
             raise ConfigurationError("timeout must be positive or None", option="timeout")
-        if not connection_probe_interval > 0:
-            raise ConfigurationError(
-                "connection_probe_interval must be positive", option="connection_probe_interval"
-            )
         if refused_recipients not in ("abort", "deliver"):
             raise ConfigurationError(
                 f"refused_recipients must be 'abort' or 'deliver', not {refused_recipients!r}",
                 option="refused_recipients",
             )
+        #: Certificate checks and client certificate.
+        self.tls = tls
+        #: Session reuse: messages per session, idle timeout, probe interval.
+        self.pool = pool
+        max_messages_per_connection = pool.max_messages_per_connection
+        idle_timeout = pool.idle_timeout
+        connection_probe_interval = pool.connection_probe_interval
+        validate_certs = tls.validate_certs
         #: SMTP server host name or address.
         self.hostname = hostname
         #: Port (None: aiosmtplib's default for the TLS mode).
@@ -299,10 +302,10 @@ class SMTPTransport(Transport):
             "username": username,
             "password": password,
             "oauth_token_generator": oauth_token_generator,
-            "tls_context": tls_context,
-            "cert_bundle": cert_bundle,
-            "client_cert": client_cert,
-            "client_key": client_key,
+            "tls_context": tls.context,
+            "cert_bundle": tls.cert_bundle,
+            "client_cert": tls.client_cert,
+            "client_key": tls.client_key,
             "source_address": source_address,
         }
         self._free: list[_Connection] = []  # idle connections, most recently used last
@@ -314,7 +317,7 @@ class SMTPTransport(Transport):
         self._sessions = 0
         self._connecting = 0
         # Sessions the server accepts, as far as we know (None: no limit).
-        self._limit: int | None = max_connections
+        self._limit: int | None = self.max_connections
         self._probe_at = 0.0
         self._probes_refused = 0
         self._connections_opened = 0
@@ -866,24 +869,31 @@ def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
 
 def _refused_error(
     refused: dict[str, tuple[int, str]], composed: ComposedMessage, *, delivered_to: int
-) -> RecipientsRefusedError:
+) -> RecipientsRefusedError | RecipientsDeferredError:
     code, text = next(iter(refused.values()))
     total = len(composed.envelope.to)
-    if delivered_to:
-        what = f"the message was delivered to the other {delivered_to}"
-        outcome = Outcome.FINAL  # a retry would send it twice to those
-    else:
-        what = "nothing was sent"
-        transient = all(400 <= c < 500 for c, _ in refused.values())
-        outcome = Outcome.RETRY_SAFE if transient else Outcome.FINAL
     listing = "; ".join(f"{r}: {c} {t}" for r, (c, t) in refused.items())
+    details: dict[str, Any] = {
+        "refused": refused,
+        "code": code,
+        "service_message": text,
+        "message_id": composed.message_id,
+    }
+    if delivered_to:
+        # Final: a retry would send it twice to the recipients who have it.
+        return RecipientsRefusedError(
+            f"{len(refused)} of {total} recipient(s) refused ({listing}); the message was "
+            f"delivered to the other {delivered_to}",
+            **details,
+        )
+    if all(400 <= c < 500 for c, _ in refused.values()):
+        return RecipientsDeferredError(
+            f"{len(refused)} of {total} recipient(s) refused for now ({listing}); nothing was sent",
+            **details,
+        )
     return RecipientsRefusedError(
-        f"{len(refused)} of {total} recipient(s) refused ({listing}); {what}",
-        refused=refused,
-        outcome=outcome,
-        code=code,
-        service_message=text,
-        message_id=composed.message_id,
+        f"{len(refused)} of {total} recipient(s) refused ({listing}); nothing was sent",
+        **details,
     )
 
 
@@ -916,9 +926,7 @@ def _map_smtp_error(exc: BaseException, *, phase: Phase, message_id: str | None)
         if 400 <= code < 500:
             return ServiceUnavailableError(f"temporary failure {where}: {detail}", **kwargs)
         if phase == "connect":
-            return ServiceUnavailableError(
-                f"the server refused the session: {detail}", outcome=Outcome.FINAL, **kwargs
-            )
+            return ServiceRefusedError(f"the server refused the session: {detail}", **kwargs)
         return MessageRejectedError(f"the server refused the message {where}: {detail}", **kwargs)
     if isinstance(exc, (aiosmtplib.SMTPTimeoutError, TimeoutError)):
         if phase == "data":
@@ -926,16 +934,16 @@ def _map_smtp_error(exc: BaseException, *, phase: Phase, message_id: str | None)
                 f"no answer in time {where}; the server may have accepted the message",
                 message_id=message_id,
             )
-        return DeliveryTimeoutError(
-            f"no answer in time {where}; nothing was sent",
-            outcome=Outcome.RETRY_SAFE,
-            message_id=message_id,
+        if phase == "connect":
+            return ConnectTimeoutError(
+                f"no answer in time {where}; nothing was sent", message_id=message_id
+            )
+        return ServiceUnavailableError(
+            f"no answer in time {where}; nothing was sent", message_id=message_id
         )
     tls = _tls_failure(exc)
     if tls is not None:
-        return ServiceUnavailableError(
-            f"TLS failed {where}: {tls}", outcome=Outcome.FINAL, message_id=message_id
-        )
+        return ServiceRefusedError(f"TLS failed {where}: {tls}", message_id=message_id)
     if isinstance(exc, (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError)):
         if phase == "data":
             return DeliveryUnknownError(
