@@ -19,6 +19,7 @@ from typing import Any
 
 from asyncmailer._cli._output import EXIT_FAILURE, EXIT_USAGE, CLIError, echo
 from asyncmailer._cli._transport import add_transport_options, make_transport
+from asyncmailer.options import Limits
 from asyncmailer.outbox import Outbox, OutboxStats, OutboxStatus
 from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports import MemoryTransport, SESTransport, Transport
@@ -183,7 +184,9 @@ def _transport(args: argparse.Namespace) -> Transport:
         ses_defaults=defaults,
         max_connections=args.max_connections,
         retry=RetryPolicy(max_attempts=args.max_attempts),
-        rate_limiter=RedisRateLimiter(args.redis, key=args.rate_key, rate=args.sending_rate),
+        limits=Limits(
+            rate_limiter=RedisRateLimiter(args.redis, key=args.rate_key, rate=args.sending_rate)
+        ),
     )
 
 

@@ -6,7 +6,7 @@ uvicorn workers each limited to 14/s send 56/s together and get throttled.
 under the account's rate. Example::
 
     limiter = RedisRateLimiter("redis://redis:6379/0", key="ses:123456789012:eu-west-1", rate=14)
-    async with SESTransport(region_name="eu-west-1", rate_limiter=limiter) as ses:
+    async with SESTransport(region_name="eu-west-1", limits=Limits(rate_limiter=limiter)) as ses:
         await ses.send_mail(...)
 
 How a unit is granted (one round trip, atomic on the Redis server, see :data:`LUA_SCRIPT`):
@@ -217,7 +217,7 @@ class RedisRateLimiter(RateLimiter):
         limiter = RedisRateLimiter(
             "redis://localhost:6379/0", key="ses:123456789012:eu-west-1", rate=14
         )
-        async with SESTransport(rate_limiter=limiter, max_connections=10) as ses:
+        async with SESTransport(limits=Limits(rate_limiter=limiter), max_connections=10) as ses:
             ...
 
     - ``url_or_client``: a Redis URL (the limiter creates the client in :meth:`open` and

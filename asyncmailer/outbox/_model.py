@@ -230,9 +230,6 @@ def error_from_json(text: str | bytes | None) -> MailError | None:
     exc = cls.__new__(cls)
     Exception.__init__(exc, str(data.get("message", "")))
     for name, value in dict(data.get("fields", {})).items():
-        if name == "outcome":
-            value = Outcome(value)
-        setattr(exc, name, value)
-    if isinstance(exc, DeliveryError) and not hasattr(exc, "outcome"):
-        exc.outcome = cls.default_outcome if issubclass(cls, DeliveryError) else Outcome.FINAL
+        if name != "outcome":  # the class decides the outcome (asyncmailer.errors)
+            setattr(exc, name, value)
     return exc
