@@ -166,9 +166,10 @@ def test_regression_dkim_identity_is_validated() -> None:
 async def test_regression_dkim_identity_per_message() -> None:
     signer = DKIMSigner("example.com", "s", private_key=KEY)
     async with MemoryTransport(dkim=signer) as transport:
-        with pytest.raises(ConfigurationError) as info:
+        # A message's own dkim option is a per-message mistake: a MessageError naming it.
+        with pytest.raises(MessageError) as info:
             await transport.send_mail(Message(**BASE, text="t", dkim={"identity": EVIL_IDENTITY}))
-        assert info.value.option == "identity"
+        assert info.value.field == "dkim.identity"
         assert len(transport) == 0
 
 

@@ -489,7 +489,8 @@ class Transport(abc.ABC):
             if override is None:
                 raise
             # The message's own dkim field is at fault, not the transport's settings.
-            raise MessageError(str(exc), field="dkim") from exc
+            field = f"dkim.{exc.option}" if exc.option not in (None, "dkim") else "dkim"
+            raise MessageError(str(exc), field=field) from exc
         if signer is not None:
             # Sign before the checks, so that size limits include the signature.
             composed = await signer.sign_async(composed)
