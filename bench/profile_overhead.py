@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import gc
 import json
 import pstats
@@ -161,6 +162,104 @@ async def ladder(
                     flush=True,
                 )
     return results, stale
+
+
+# --------------------------------------------------------------------------- offline ladder
+
+_CANNED = b'{"MessageId":"0100018c-0000-0000-0000-000000000000-000000"}'
+
+
+class _Body:
+    """The body of a canned answer (what aiobotocore reads from a response)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self) -> bytes:
+        return self._data
+
+
+def _canned_answer(request: Any, **_: Any) -> Any:
+    """A ``before-send`` handler: SES's answer, without the network.
+
+    botocore documents that a ``before-send`` handler returning a response short-circuits
+    the HTTP send; registered last, it runs after the transport's own grant check.
+    """
+    from aiobotocore.awsrequest import AioAWSResponse
+
+    headers = {"Content-Type": "application/json", "x-amzn-RequestId": "r"}
+    return AioAWSResponse(request.url, 200, headers, _Body(_CANNED))
+
+
+async def offline(url: str, rounds: int, calls: int) -> dict[str, list[float]]:
+    """The ladder without the network: one send at a time, CPU µs per send, per round.
+
+    Every send is answered by :func:`_canned_answer`, so the timed loop is the client's
+    work (serialise, sign, build the request, parse the answer) plus, for the transport
+    rows, asyncmailer's; no socket, no kernel, no endpoint. Garbage collector paused.
+    """
+    from aiobotocore.session import get_session
+
+    from asyncmailer import Envelope
+    from asyncmailer.transports import SESTransport
+
+    keys = [key for key, _ in LADDER]
+    results: dict[str, list[float]] = {key: [] for key in keys}
+    event = "before-send.sesv2.SendEmail"
+    message = _common.message()
+    envelope = Envelope(from_=SENDER, to=(RECIPIENT,))
+    async with _client(get_session(), url, 1) as client:
+        await client.get_account()
+        for round_no in range(rounds):
+            shift = round_no % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                transport = None
+                send: Callable[[], Awaitable[object]]
+                if key == "raw":
+
+                    def send() -> Awaitable[object]:
+                        return client.send_email(  # type: ignore[no-any-return]
+                            FromEmailAddress=SENDER,
+                            Destination={"ToAddresses": [RECIPIENT]},
+                            Content={"Raw": {"Data": _PREBUILT}},
+                        )
+                else:
+                    transport = SESTransport(
+                        client,
+                        max_connections=1,
+                        sending_rate=None if key == "bare" else 100_000,
+                        cooperative=key in ("pacer", "compose"),
+                    )
+                    await transport.__aenter__()
+                    if key == "compose":
+                        send = functools.partial(transport.send_mail, message)
+                    else:
+                        send = functools.partial(transport.send_mail, _PREBUILT, envelope=envelope)
+
+                client.meta.events.register_last(event, _canned_answer, unique_id="canned")
+                try:
+                    for _ in range(min(100, calls)):
+                        await send()
+                    gc.collect()
+                    gc.disable()
+                    try:
+                        t0 = time.process_time()
+                        for _ in range(calls):
+                            await send()
+                        results[key].append((time.process_time() - t0) / calls * 1e6)
+                    finally:
+                        gc.enable()
+                finally:
+                    client.meta.events.unregister(event, unique_id="canned")
+                    if transport is not None:
+                        await transport.aclose()
+                print(
+                    f"offline round {round_no + 1}/{rounds} {key:<8} "
+                    f"{results[key][-1]:6.0f} µs CPU/send",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return results
 
 
 # --------------------------------------------------------------------------- cProfile
@@ -325,14 +424,34 @@ async def components(rounds: int, calls: int) -> dict[str, float]:
 def report(
     lad: dict[str, list[float]],
     stale: dict[str, list[float]],
+    off: dict[str, list[float]],
     prof: dict[str, dict[str, float]],
     comp: dict[str, float],
     concurrency: int,
 ) -> str:
     """The markdown tables."""
+    lines = [
+        "| row, network left out (canned answer at `before-send`, one send at a time) | "
+        "CPU µs/send, median | added | best of rounds | added | ÷ raw (median) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    previous = None
+    for key, label in LADDER:
+        mid, best = median(off[key]), min(off[key])
+        if previous is None:
+            added_mid = added_best = ""
+        else:
+            added_mid = f"{mid - median(off[previous]):+,.0f}"
+            added_best = f"{best - min(off[previous]):+,.0f}"
+        lines.append(
+            f"| {label} | {mid:,.0f} | {added_mid} | {best:,.0f} | {added_best} | "
+            f"{mid / median(off['raw']):.2f}× |"
+        )
+        previous = key
     med = {key: median(values) for key, values in lad.items()}
     raw = med["raw"]
-    lines = [
+    lines += [
+        "",
         f"| row (stock client, SESv2, 0 ms, N={concurrency}) | CPU µs/msg | added µs/msg | "
         "÷ raw | stale grants per 100 msgs |",
         "|---|---:|---:|---:|---:|",
@@ -400,9 +519,11 @@ def main() -> None:
     with _common.endpoint() as ep:
         lad, stale = asyncio.run(ladder(ep.url, args.concurrency, duration, warmup, rounds))
         ep.remote.reset()
+        off = asyncio.run(offline(ep.url, rounds, 300 if args.quick else 2000))
+        ep.remote.reset()
         prof = asyncio.run(profiled(ep.url, args.concurrency, 1.0 if args.quick else 3.0))
     comp = asyncio.run(components(3 if args.quick else 7, 300 if args.quick else 2000))
-    table = report(lad, stale, prof, comp, args.concurrency)
+    table = report(lad, stale, off, prof, comp, args.concurrency)
     command = _common.command_line()
     print(table)
     if args.json:
@@ -415,6 +536,7 @@ def main() -> None:
                     "duration": duration,
                     "ladder": lad,
                     "stale_per_100": stale,
+                    "offline": off,
                     "profile": prof,
                     "components": comp,
                 }
