@@ -570,7 +570,7 @@ def main() -> None:
             _common.write_section(
                 profile_overhead.SECTION,
                 profile_overhead.docs(
-                    f"{command} (which runs `{profile['command']}`)",
+                    f"{command}`, which runs `{profile['command']}",
                     header,
                     int(profile["rounds"]),
                     float(profile["duration"]),

@@ -554,14 +554,27 @@ Measured with `{command}` on {header}.
 
 One stock aiobotocore `sesv2` client, configured as `SESTransport` configures the one it
 creates (`max_pool_connections`, `retries={{"mode": "standard", "total_max_attempts": 1}}`,
-`parameter_validation=False`), sends the benchmark message to the local SES endpoint (own
-process, 0 ms latency) with 10 requests in flight. Each row adds one piece of
-asyncmailer to the row before it; {rounds} interleaved rounds of {duration:g} s each
-(rotated order), medians of the process's CPU time per message. Then each component
-alone, without the network (micro-timers, garbage collector paused, medians), and a
-cProfile of the raw and the composing rows, own time grouped by package (the profiler
-inflates call-heavy code: read those as shares, not as the cost without it). No
-function is replaced anywhere: timers and profilers only.
+`parameter_validation=False`), sends the benchmark message. Each row of the two ladders
+adds one piece of asyncmailer to the row before it: the transport's send path with
+prebuilt bytes (`send_mail(raw, envelope=...)`: bookkeeping, checks, connection slot, warm
+gate, grant check at `before-send`, `SendResult`), then the rate limiter
+(`sending_rate=10000`, never waits), then the pacer (`cooperative=True`, the default),
+then composing every message.
+
+- *Network left out*: every request is answered by a `before-send` handler registered
+  last (botocore's documented short-circuit: after the transport's grant check), one send
+  at a time, garbage collector paused; {rounds} interleaved rounds, median and best.
+  This is the CPU of the client plus ours, with no socket, kernel or endpoint in it.
+- *Local endpoint* (own process, 0 ms latency), 10 requests in flight, {rounds}
+  interleaved rounds of {duration:g} s (rotated order), medians of the process's CPU time
+  per message, and the stale grants (each one a request built and signed again).
+
+Then each component alone, without the network (micro-timers, garbage collector paused,
+medians), and a cProfile of the raw and the composing rows against the endpoint, own time
+(`tottime`) per message grouped by package: the profiler inflates call-heavy code, so read
+those as shares. No function is replaced anywhere: timers, profilers and one documented
+event handler only. Other engineers' runs shared the machine: the per-round ranges show
+how much a row moves from one round to the next, which is as much as some rows add.
 
 {table}
 """
