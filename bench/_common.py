@@ -56,6 +56,19 @@ def prebuilt_raw() -> bytes:
     return compose_sync(message()).raw
 
 
+def client_config(concurrency: int) -> dict[str, Any]:
+    """``AioConfig``/``Config`` options of every raw client: as ``SESTransport`` makes its own.
+
+    A pool of at least ``concurrency`` connections, botocore's retries off (one attempt),
+    no parameter validation.
+    """
+    return {
+        "max_pool_connections": max(10, concurrency),
+        "retries": {"mode": "standard", "total_max_attempts": 1},
+        "parameter_validation": False,
+    }
+
+
 def message_json() -> str:
     """The message fields as JSON, for the Node workers."""
     return json.dumps({"from": FROM, "to": TO, "subject": SUBJECT, "text": TEXT, "html": HTML})

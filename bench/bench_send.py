@@ -1,20 +1,19 @@
 """Send-path benchmark: asyncmailer's SESTransport against its peers, on a local SES endpoint.
 
 Every contender sends the same transactional email (text + html, ~4.7 KB) to the local SES
-endpoint (``python -m asyncmailer.testing``, its own process, so its CPU is not counted),
-at 0 ms and 50 ms of injected latency, with 1, 10 and 50 requests in flight. Contenders:
+endpoint (``python -m asyncmailer.testing``, its own process, so its CPU is not counted).
+Settings (latency, requests in flight N): 0 ms with N = 1, 10 and 50 (the client is the
+limit), and 50 ms with N = 50 (like SES). Contenders, all on stock clients:
 
-- ``asyncmailer-v1`` / ``asyncmailer-v2``: ``SESTransport(max_connections=N)``, composing
-  every message (``send_mail(message)``), ``sending_rate=10000`` (a limit far above what is
-  reached, so the limiter's cost is counted);
-- ``asyncmailer-v2-aiohttp``: ``SESTransport(api="v2", lean_http=False)``: the client's
-  requests go through aiobotocore's aiohttp session instead of asyncmailer's lean HTTP/1.1
-  pool, to show what the pool buys;
-- ``asyncmailer-v1-untuned``: v1 with the client as aiobotocore makes it (``tune_client``
-  off, ``bench/ses_tuning.py``, and ``lean_http=False``), to show what all the tuning buys;
-- ``aiobotocore-v1`` / ``aiobotocore-v2``: prebuilt bytes, a default client (only retries
-  off: ``total_max_attempts=1``), N worker tasks;
-- ``boto3-threads``: prebuilt bytes, ``ThreadPoolExecutor(N)``, ``max_pool_connections=N``;
+- ``asyncmailer-v2`` / ``asyncmailer-v1``: ``SESTransport(api=..., max_connections=N,
+  sending_rate=10000)``, composing every message (``send_mail(message)``); the rate is far
+  above what is reached, so the limiter's cost is counted but it never waits. The
+  transport creates a stock aiobotocore client (SESv2 ``SendEmail`` by default);
+- ``aiobotocore-v2`` / ``aiobotocore-v1``: prebuilt bytes, N worker tasks, the client
+  configured as ``SESTransport`` configures its own (``max_pool_connections=max(10, N)``,
+  ``retries={"mode": "standard", "total_max_attempts": 1}``, ``parameter_validation=False``);
+- ``boto3-v2-threads`` / ``boto3-v1-threads``: prebuilt bytes, ``ThreadPoolExecutor(N)``,
+  the same client options;
 - ``nodemailer10``: Nodemailer 10's SES transport (SESv2, ``{sesClient, SendEmailCommand}``),
   composing every message, N sends in flight;
 - ``nodemailer6``: Nodemailer 6's SES transport (v1, ``{ses, aws}`` with
@@ -24,13 +23,14 @@ Each measurement is a fresh worker process: it warms up (connections, JIT), then
 out for ``--duration`` seconds and reports messages sent, wall time and its own CPU time
 (``time.process_time()``; Node: ``process.cpuUsage()``). Rounds are interleaved (every
 round runs every setting and every contender, in a rotated order); tables show medians.
+The full run then runs ``bench/profile_overhead.py`` (where asyncmailer's own CPU goes).
 
 Setup (once): ``npm install --prefix bench``. Run::
 
-    python bench/bench_send.py                  # full run (~15 min on 2 cores)
+    python bench/bench_send.py                  # full run (~12 min on 2 cores)
+    python bench/bench_send.py --write-docs     # also rewrite its sections of docs/benchmarks.md
     python bench/bench_send.py --replay run.json --write-docs   # re-report a --json run
     python bench/bench_send.py --quick          # CI smoke test (< 2 min)
-    python bench/bench_send.py --write-docs     # also rewrite its section of docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -61,33 +61,17 @@ class Contender:
     key: str
     label: str
     kind: str  # "asyncio", "boto3" or "node"
-    api: str = "v1"
-    tuned: bool = True
-    lean: bool = True
+    api: str = "v2"
 
 
 CONTENDERS = [
+    Contender("asyncmailer-v2", "asyncmailer SESTransport v2 (default; composes)", "asyncio"),
     Contender("asyncmailer-v1", "asyncmailer SESTransport v1 (composes)", "asyncio", "v1"),
-    Contender("asyncmailer-v2", "asyncmailer SESTransport v2 (composes)", "asyncio", "v2"),
-    Contender(
-        "asyncmailer-v2-aiohttp",
-        "asyncmailer v2, lean_http off (composes)",
-        "asyncio",
-        "v2",
-        lean=False,
-    ),
-    Contender(
-        "asyncmailer-v1-untuned",
-        "asyncmailer v1, tune_client and lean_http off (composes)",
-        "asyncio",
-        "v1",
-        tuned=False,
-        lean=False,
-    ),
-    Contender("aiobotocore-v1", "aiobotocore v1, default client (prebuilt)", "asyncio", "v1"),
-    Contender("aiobotocore-v2", "aiobotocore v2, default client (prebuilt)", "asyncio", "v2"),
-    Contender("boto3-threads", "boto3 v1 + N threads (prebuilt)", "boto3", "v1"),
-    Contender("nodemailer10", "Nodemailer 10 SES (v2, composes)", "node", "v2"),
+    Contender("aiobotocore-v2", "aiobotocore v2, raw (prebuilt)", "asyncio"),
+    Contender("aiobotocore-v1", "aiobotocore v1, raw (prebuilt)", "asyncio", "v1"),
+    Contender("boto3-v2-threads", "boto3 v2 + N threads (prebuilt)", "boto3"),
+    Contender("boto3-v1-threads", "boto3 v1 + N threads (prebuilt)", "boto3", "v1"),
+    Contender("nodemailer10", "Nodemailer 10 SES (v2, composes)", "node"),
     Contender("nodemailer6", "Nodemailer 6 SES (v1, composes)", "node", "v1"),
 ]
 BY_KEY = {c.key: c for c in CONTENDERS}
@@ -125,37 +109,23 @@ async def _drive(
 
 
 async def _asyncmailer(
-    url: str,
-    api: str,
-    tuned: bool,
-    lean: bool,
-    concurrency: int,
-    duration: float,
-    warmup: float,
+    url: str, api: str, concurrency: int, duration: float, warmup: float
 ) -> dict[str, Any]:
-    import contextlib
-
-    from ses_tuning import untuned
-
     from asyncmailer.transports import SESTransport
 
     message = _common.message()
-    # untuned(): the client is created (in __aenter__) as botocore makes it.
-    with contextlib.nullcontext() if tuned else untuned():
-        transport = SESTransport(
-            endpoint_url=url,
-            region_name=REGION,
-            api=api,  # type: ignore[arg-type]
-            max_connections=concurrency,
-            sending_rate=UNBINDING_RATE,
-            lean_http=lean,
-            **CREDENTIALS,
-        )
-        await transport.__aenter__()
-    try:
-        return await _drive(lambda: transport.send_mail(message), concurrency, duration, warmup)
-    finally:
-        await transport.aclose()
+    transport = SESTransport(
+        endpoint_url=url,
+        region_name=REGION,
+        api=api,  # type: ignore[arg-type]
+        max_connections=concurrency,
+        sending_rate=UNBINDING_RATE,
+        **CREDENTIALS,
+    )
+    async with transport:
+        result = await _drive(lambda: transport.send_mail(message), concurrency, duration, warmup)
+        result["stale_grants"] = transport.stale_grants
+        return result
 
 
 async def _aiobotocore(
@@ -166,8 +136,8 @@ async def _aiobotocore(
 
     raw = _common.prebuilt_raw()
     sender, recipient = "shop@example.com", "ada@example.org"
-    # The default client: only botocore's own retries are turned off.
-    config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
+    # Configured as SESTransport configures the client it creates.
+    config = AioConfig(**_common.client_config(concurrency))
     async with get_session().create_client(
         "sesv2" if api == "v2" else "ses",
         endpoint_url=url,
@@ -197,15 +167,7 @@ def worker_main(args: argparse.Namespace) -> None:
     """``--worker KEY``: run one contender in this process and print its JSON result."""
     contender = BY_KEY[args.worker]
     if contender.key.startswith("asyncmailer"):
-        coro = _asyncmailer(
-            args.url,
-            contender.api,
-            contender.tuned,
-            contender.lean,
-            args.concurrency,
-            args.duration,
-            args.warmup,
-        )
+        coro = _asyncmailer(args.url, contender.api, args.concurrency, args.duration, args.warmup)
     else:
         coro = _aiobotocore(args.url, contender.api, args.concurrency, args.duration, args.warmup)
     print(json.dumps(asyncio.run(coro)))
@@ -263,6 +225,7 @@ class Sample:
     errors: int
     endpoint_cpu: float
     max_in_flight: int
+    stale_grants: int = 0
 
     @property
     def rate(self) -> float:
@@ -275,14 +238,20 @@ class Sample:
         return self.cpu / self.sent if self.sent else float("nan")
 
 
+Setting = tuple[float, int]  # (latency seconds, requests in flight)
+#: The settings of a full run: the client is the limit at 0 ms; 50 ms N=50 is like SES.
+FULL_SETTINGS: list[Setting] = [(0.0, 1), (0.0, 10), (0.0, 50), (0.05, 50)]
+
+
 def run_all(args: argparse.Namespace, contenders: list[Contender]) -> list[Sample]:
     """Every round runs every (latency, concurrency) setting and every contender."""
     samples: list[Sample] = []
-    settings = [(lat, n) for lat in args.latency for n in args.concurrency]
+    settings: list[Setting] = args.settings
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
         message_file = Path(tmp) / "message.json"
         message_file.write_text(_common.message_json())
-        endpoints = {lat: _common.EndpointProcess("--latency", str(lat)) for lat in args.latency}
+        latencies = sorted({lat for lat, _ in settings})
+        endpoints = {lat: _common.EndpointProcess("--latency", str(lat)) for lat in latencies}
         try:
             for round_no in range(args.rounds):
                 for index, (lat, n) in enumerate(settings):
@@ -308,11 +277,12 @@ def run_all(args: argparse.Namespace, contenders: list[Contender]) -> list[Sampl
                             errors=int(result.get("errors", 0)) + sum(stats.errors.values()),
                             endpoint_cpu=ep_cpu,
                             max_in_flight=stats.max_in_flight,
+                            stale_grants=int(result.get("stale_grants", 0)),
                         )
                         samples.append(sample)
                         print(
                             f"round {round_no + 1}/{args.rounds} latency {lat * 1000:.0f} ms "
-                            f"N={n:<2} {contender.key:<22} {sample.rate:7.0f} msgs/s "
+                            f"N={n:<2} {contender.key:<18} {sample.rate:7.0f} msgs/s "
                             f"{sample.cpu_per_message * 1e6:6.0f} µs CPU/msg"
                             + (f"  ERRORS {sample.errors}" if sample.errors else ""),
                             file=sys.stderr,
@@ -324,202 +294,173 @@ def run_all(args: argparse.Namespace, contenders: list[Contender]) -> list[Sampl
     return samples
 
 
+Medians = dict[tuple[str, float, int], tuple[float, float]]
+
+
+def _name(setting: Setting) -> str:
+    return f"{setting[0] * 1000:.0f} ms N={setting[1]}"
+
+
+#: (ours, theirs, metric) compared in the ratio table; metric "rate" (msgs/s) or "cpu".
+COMPARISONS = [
+    ("asyncmailer-v2", "nodemailer10", "rate"),
+    ("asyncmailer-v2", "boto3-v2-threads", "rate"),
+    ("asyncmailer-v2", "boto3-v1-threads", "rate"),
+    ("asyncmailer-v2", "aiobotocore-v2", "rate"),
+    ("asyncmailer-v2", "aiobotocore-v2", "cpu"),
+    ("asyncmailer-v1", "nodemailer6", "rate"),
+    ("asyncmailer-v1", "boto3-v1-threads", "rate"),
+    ("asyncmailer-v1", "aiobotocore-v1", "rate"),
+    ("asyncmailer-v1", "aiobotocore-v1", "cpu"),
+]
+
+#: The issue's targets: (label, ours, theirs, metric, bound, higher is better, settings).
+TARGETS = [
+    (
+        "msgs/s ≥ 1.6× Nodemailer 10",
+        "asyncmailer-v2",
+        "nodemailer10",
+        "rate",
+        1.6,
+        True,
+        [(0.0, 10), (0.0, 50)],
+    ),
+    (
+        "msgs/s ≥ 2× boto3 v2 + threads",
+        "asyncmailer-v2",
+        "boto3-v2-threads",
+        "rate",
+        2.0,
+        True,
+        [(0.0, 10), (0.0, 50)],
+    ),
+    (
+        "msgs/s ≥ 2× boto3 v1 + threads",
+        "asyncmailer-v2",
+        "boto3-v1-threads",
+        "rate",
+        2.0,
+        True,
+        [(0.0, 10), (0.0, 50)],
+    ),
+    (
+        "CPU/msg ≤ 1.15× raw aiobotocore v2 (composing included)",
+        "asyncmailer-v2",
+        "aiobotocore-v2",
+        "cpu",
+        1.15,
+        False,
+        [(0.0, 1), (0.0, 10), (0.0, 50)],
+    ),
+]
+
+
+def medians(samples: list[Sample], contenders: list[Contender], settings: list[Setting]) -> Medians:
+    """(msgs/s, CPU s/msg) medians per contender and setting."""
+    med: Medians = {}
+    for c in contenders:
+        for lat, n in settings:
+            runs = [
+                s for s in samples if (s.contender, s.latency, s.concurrency) == (c.key, lat, n)
+            ]
+            med[(c.key, lat, n)] = (
+                median([s.rate for s in runs]),
+                median([s.cpu_per_message for s in runs]),
+            )
+    return med
+
+
 def summarize(
     samples: list[Sample], contenders: list[Contender], args: argparse.Namespace
 ) -> tuple[str, dict[str, Any]]:
     """Markdown tables and ratios, plus the medians as a dict."""
-    med: dict[tuple[str, float, int], tuple[float, float]] = {}
+    settings: list[Setting] = args.settings
+    med = medians(samples, contenders, settings)
+    out = [
+        "Medians (msgs/s and client CPU µs per message):\n",
+        "| contender |" + "".join(f" {_name(s)} msgs/s | µs/msg |" for s in settings),
+        "|---|" + "---:|---:|" * len(settings),
+    ]
     for c in contenders:
-        for lat in args.latency:
-            for n in args.concurrency:
-                runs = [
-                    s for s in samples if (s.contender, s.latency, s.concurrency) == (c.key, lat, n)
-                ]
-                med[(c.key, lat, n)] = (
-                    median([s.rate for s in runs]),
-                    median([s.cpu_per_message for s in runs]),
-                )
-    out: list[str] = []
-    for lat in args.latency:
-        out.append(f"**Latency {lat * 1000:.0f} ms** (msgs/s and client CPU µs per message)\n")
-        head = "| contender |" + "".join(
-            f" N={n} msgs/s | N={n} µs/msg |" for n in args.concurrency
+        cells = "".join(
+            f" {med[(c.key, *s)][0]:,.0f} | {med[(c.key, *s)][1] * 1e6:,.0f} |" for s in settings
         )
-        out.append(head)
-        out.append("|---|" + "---:|---:|" * len(args.concurrency))
-        for c in contenders:
-            cells = "".join(
-                f" {med[(c.key, lat, n)][0]:,.0f} | {med[(c.key, lat, n)][1] * 1e6:,.0f} |"
-                for n in args.concurrency
-            )
-            out.append(f"| {c.label} |{cells}")
-        out.append("")
-
+        out.append(f"| {c.label} |{cells}")
     keys = {c.key for c in contenders}
-    comparisons: list[tuple[str, str, str, str]] = []  # (label, ours, theirs, metric)
-    for ours in (
-        "asyncmailer-v1",
-        "asyncmailer-v2",
-        "asyncmailer-v2-aiohttp",
-        "asyncmailer-v1-untuned",
-    ):
-        if ours not in keys:
-            continue
-        api = BY_KEY[ours].api
-        pairs = [
-            ("nodemailer10", "rate"),
-            ("boto3-threads", "rate"),
-            (f"aiobotocore-{api}", "cpu"),
+    rows = [(o, t, m) for o, t, m in COMPARISONS if o in keys and t in keys]
+    if rows:
+        out += [
+            "",
+            "Ratios, same run (msgs/s: ours ÷ theirs, > 1 means asyncmailer is faster; CPU: "
+            "ours ÷ theirs, < 1 means asyncmailer uses less CPU per message):\n",
+            "| comparison | metric |" + "".join(f" {_name(s)} |" for s in settings),
+            "|---|---|" + "---:|" * len(settings),
         ]
-        if ours == "asyncmailer-v1":
-            pairs.append(("asyncmailer-v1-untuned", "cpu"))
-        if ours == "asyncmailer-v2":
-            pairs.append(("asyncmailer-v2-aiohttp", "cpu"))
-        for theirs, metric in pairs:
-            if theirs in keys:
-                comparisons.append((f"{ours} vs {theirs}", ours, theirs, metric))
-    if comparisons:
-        settings = [(lat, n) for lat in args.latency for n in args.concurrency]
-        out.append(
-            "Ratios (msgs/s: ours ÷ theirs, > 1 means asyncmailer is faster; CPU: ours ÷ "
-            "theirs, < 1 means asyncmailer uses less CPU per message):\n"
-        )
-        out.append(
-            "| comparison | metric |"
-            + "".join(f" {lat * 1000:.0f} ms N={n} |" for lat, n in settings)
-        )
-        out.append("|---|---|" + "---:|" * len(settings))
-        for label, ours, theirs, metric in comparisons:
+        for ours, theirs, metric in rows:
             index = 0 if metric == "rate" else 1
             cells = "".join(
-                f" {med[(ours, lat, n)][index] / med[(theirs, lat, n)][index]:.2f}× |"
-                for lat, n in settings
+                f" {med[(ours, *s)][index] / med[(theirs, *s)][index]:.2f}× |" for s in settings
             )
-            name = "msgs/s" if metric == "rate" else "CPU/msg"
-            out.append(f"| {label} | {name} |{cells}")
-    targets = _targets(med, keys, args)
+            out.append(
+                f"| {ours} vs {theirs} | {'msgs/s' if metric == 'rate' else 'CPU/msg'} |{cells}"
+            )
+    targets = _targets(med, keys, settings)
     if targets:
-        out.append("")
-        out.append(targets)
+        out += ["", targets]
+    stale = [s for s in samples if s.contender.startswith("asyncmailer")]
+    if stale:
+        total = sum(s.stale_grants for s in stale)
+        sent = sum(s.sent for s in stale) or 1
+        out += [
+            "",
+            f"Stale rate grants in the asyncmailer runs (asked for again, the request rebuilt "
+            f"and re-signed; warm-up included): {total:,} for {sent:,} messages "
+            f"({total / sent * 100:.1f} per 100).",
+        ]
     errors = sum(s.errors for s in samples)
     if errors:
         out.append(f"\n**{errors} send errors were counted during the run.**")
-    table = "\n".join(out)
     data = {
         f"{key}|{lat}|{n}": {"msgs_per_s": rate, "cpu_us_per_msg": cpu * 1e6}
         for (key, lat, n), (rate, cpu) in med.items()
     }
-    return table, data
+    return "\n".join(out), data
 
 
-#: (label, theirs, metric index, target, higher is better) of the issue's targets.
-TARGETS = [
-    ("msgs/s vs Nodemailer 10 (≥ 1.6×)", "nodemailer10", 0, 1.6, True),
-    ("msgs/s vs boto3 + threads (≥ 2×)", "boto3-threads", 0, 2.0, True),
-    ("CPU/msg vs aiobotocore, same API (≤ 1.0×)", "aiobotocore-{api}", 1, 1.0, False),
-]
-
-
-def _targets(
-    med: dict[tuple[str, float, int], tuple[float, float]],
-    keys: set[str],
-    args: argparse.Namespace,
-) -> str:
-    """The issue's targets, over the settings where the client (not latency) is the limit."""
-    # With latency and few requests in flight, every contender waits for the answers and
-    # the ratios are ~1: only the CPU-bound settings compare implementations.
-    settings = [
-        (lat, n) for lat in args.latency for n in args.concurrency if lat == 0 or n >= 50
-    ] or [(lat, n) for lat in args.latency for n in args.concurrency]
-    candidates = (
-        "asyncmailer-v1",
-        "asyncmailer-v2",
-        "asyncmailer-v2-aiohttp",
-        "asyncmailer-v1-untuned",
-    )
-    ours = [k for k in candidates if k in keys]
-    if not ours:
-        return ""
-    shown = ", ".join(f"{lat * 1000:.0f} ms N={n}" for lat, n in settings)
+def _targets(med: Medians, keys: set[str], settings: list[Setting]) -> str:
+    """The issue's targets, judged on this run's medians."""
     lines = [
-        "Targets: the range of each ratio over the settings where the client, not the "
-        f"latency, is the limit ({shown}). A msgs/s target is judged only where some "
-        "client could reach it: with latency, N / latency caps every contender, and where "
-        "the peer's rate times the target is above that cap the setting is shown apart:",
-        "",
-        "| asyncmailer | " + " | ".join(t[0] for t in TARGETS) + " |",
-        "|---|" + "---|" * len(TARGETS),
+        "Targets (issue 'Supported ground', item 6), judged on this run's medians:\n",
+        "| target | ratios | verdict |",
+        "|---|---|---|",
     ]
-    for key in ours:
-        api = BY_KEY[key].api
-        cells = []
-        for _, theirs, index, target, higher in TARGETS:
-            other = theirs.format(api=api)
-            if other not in keys:
-                cells.append("—")
-                continue
-            ratios = {
-                (lat, n): med[(key, lat, n)][index] / med[(other, lat, n)][index]
-                for lat, n in settings
-            }
-            # A throughput target no client can reach at a setting (the peer times the
-            # target is above N / latency) cannot be judged there: shown apart.
-            capped = {
-                (lat, n): (n / lat) / med[(other, lat, n)][0]
-                for lat, n in settings
-                if index == 0 and lat > 0 and med[(other, lat, n)][0] * target > n / lat
-            }
-            judged = [r for s, r in ratios.items() if s not in capped] or list(ratios.values())
-            low, high = min(judged), max(judged)
-            met = low >= target if higher else high <= target
-            cell = f"{low:.2f}–{high:.2f}× {'met' if met else '**not met**'}"
-            for (lat, n), best in capped.items():
-                cell += (
-                    f"; {lat * 1000:.0f} ms N={n}: {ratios[(lat, n)]:.2f}× "
-                    f"(capped: at most {best:.2f}× possible)"
-                )
-            cells.append(cell)
-        lines.append(f"| {BY_KEY[key].label} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "msgs/s × CPU per message is the cores a contender kept busy: asyncmailer's event loop "
-        "uses one, Node spreads over more (garbage collector and libuv threads), boto3 over "
-        "its threads. On this 2-core machine, shared with the endpoint, CPU per message is "
-        "the fairer measure of efficiency once the client is the limit.",
-        "",
-        "boto3 + threads varies most from run to run here (its threads contend for the GIL "
-        "and, with the endpoint, for the 2 cores): at 0 ms N=1 it measured 524-698 msgs/s "
-        "across runs of this benchmark, and asyncmailer's ratio to it 1.76-2.44×. The 2× "
-        "target has been missed in earlier runs at 0 ms N=1 (v1 1.76×, v2 1.98×) and "
-        "50 ms N=50 (1.88×), before the last ~30 µs per send were taken out.",
-        "",
-        "Against raw aiobotocore, asyncmailer also composes every message (~90 µs here) and "
-        "runs its limiter, pacer and checks, while the raw client sends prebuilt bytes; the "
-        "client tuning pays that back many times on v1 (botocore's query encoding is slow). "
-        "On v2, whose JSON path is already cheap, `tune_client` alone pays it back about once "
-        "(the lean_http-off row) and the lean HTTP session makes the difference: ~125 µs less "
-        "per request than aiohttp (see the breakdown below). "
-        "With N=50 the default client has 10 pooled connections, so it runs 10 requests at a "
-        "time where asyncmailer runs 50; the loopback `send()` of each request also does the "
-        "endpoint's TCP receive work in the client's system time, which varies with load.",
-    ]
-    for lat, n in settings:
-        if lat > 0:
-            lines += [
-                "",
-                f"At {lat * 1000:.0f} ms with N={n} in flight, no client can exceed N / latency "
-                f"= {n / lat:,.0f} msgs/s: a 2× ratio there requires the peer below "
-                f"{n / lat / 2:,.0f} msgs/s.",
-            ]
-    return "\n".join(lines)
+    shown = False
+    for label, ours, theirs, metric, bound, higher, where in TARGETS:
+        where = [s for s in where if s in settings]
+        if ours not in keys or theirs not in keys or not where:
+            continue
+        index = 0 if metric == "rate" else 1
+        ratios = {s: med[(ours, *s)][index] / med[(theirs, *s)][index] for s in where}
+        misses = {s: r for s, r in ratios.items() if (r < bound if higher else r > bound)}
+        cells = ", ".join(f"{_name(s)}: {r:.2f}×" for s, r in ratios.items())
+        if misses:
+            by = ", ".join(
+                f"{_name(s)} by {abs(r / bound - 1) * 100:.0f}%" for s, r in misses.items()
+            )
+            verdict = f"**not met** ({by})"
+        else:
+            verdict = "met"
+        lines.append(f"| {label} | {cells} | {verdict} |")
+        shown = True
+    return "\n".join(lines) if shown else ""
 
 
-def _tweak_breakdown(quick: bool) -> str:
-    """Run ``ses_tuning.py`` (its own process) and return its markdown table."""
-    rounds, calls = ("1", "200") if quick else ("5", "400")
-    command = [sys.executable, str(BENCH / "ses_tuning.py"), "--json"]
-    result = _common.run_json([*command, "--rounds", rounds, "--calls", calls])
-    return str(result["table"])
+def _profile(quick: bool) -> dict[str, Any]:
+    """Run ``profile_overhead.py`` (its own process) and return its JSON result."""
+    command = [sys.executable, str(BENCH / "profile_overhead.py"), "--json"]
+    if quick:
+        command.append("--quick")
+    return _common.run_json(command)
 
 
 def main() -> None:
@@ -532,14 +473,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="measured seconds per run (default 3)")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds per run (default 0.5)")
     parser.add_argument(
-        "--latency", type=float, nargs="+", help="endpoint latencies, seconds (default 0 0.05)"
+        "--latency",
+        type=float,
+        nargs="+",
+        help="endpoint latencies, seconds (with --concurrency: every combination; default: "
+        "0 ms with N=1, 10, 50 and 50 ms with N=50)",
     )
-    parser.add_argument(
-        "--concurrency", type=int, nargs="+", help="messages in flight (default 1 10 50)"
-    )
+    parser.add_argument("--concurrency", type=int, nargs="+", help="messages in flight")
     parser.add_argument(
         "--contenders", nargs="+", choices=list(BY_KEY), help="subset to run (default: all)"
     )
+    parser.add_argument("--no-profile", action="store_true", help="skip profile_overhead.py")
     parser.add_argument("--json", type=Path, help="also write every sample here")
     parser.add_argument(
         "--replay",
@@ -562,8 +506,12 @@ def main() -> None:
     args.rounds = args.rounds or (1 if quick else 3)
     args.duration = args.duration or (1.0 if quick else 3.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if quick else 0.5)
-    args.latency = args.latency or [0.0, 0.05]
-    args.concurrency = args.concurrency or ([10] if quick else [1, 10, 50])
+    if args.latency or args.concurrency:
+        args.settings = [
+            (lat, n) for lat in (args.latency or [0.0]) for n in (args.concurrency or [10])
+        ]
+    else:
+        args.settings = [(0.0, 10)] if quick else list(FULL_SETTINGS)
     node = _common.node_packages()
     contenders = [
         c
@@ -571,26 +519,31 @@ def main() -> None:
         if (args.contenders is None or c.key in args.contenders)
         and (c.kind != "node" or c.key in node)
     ]
+    profile: dict[str, Any] | None = None
     if args.replay:
         saved = json.loads(args.replay.read_text())
         header = saved["machine"]
         command = saved.get("command", "python bench/bench_send.py --write-docs")
         for name, value in saved.get("config", {}).items():
             setattr(args, name, value)
+        args.settings = [tuple(s) for s in args.settings]
         quick = bool(args.quick)
         samples = [Sample(**fields) for fields in saved["samples"]]
         measured = {s.contender for s in samples}
         contenders = [c for c in contenders if c.key in measured]
+        profile = saved.get("profile")
     else:
         header = _common.machine()
         command = _common.command_line()
         print(header, file=sys.stderr)
         samples = run_all(args, contenders)
+        if not args.no_profile:
+            profile = _profile(quick)
     table, data = summarize(samples, contenders, args)
     print(table)
-    breakdown = _tweak_breakdown(quick)
-    print()
-    print(breakdown)
+    if profile is not None:
+        print()
+        print(profile["table"])
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -599,100 +552,66 @@ def main() -> None:
                     "command": command,
                     "config": {
                         name: getattr(args, name)
-                        for name in (
-                            "quick",
-                            "rounds",
-                            "duration",
-                            "warmup",
-                            "latency",
-                            "concurrency",
-                        )
+                        for name in ("quick", "rounds", "duration", "warmup", "settings")
                     },
                     "medians": data,
                     "samples": [vars(s) for s in samples],
+                    "profile": profile,
                 },
                 indent=1,
             )
         )
     if args.write_docs:
-        _common.write_section(SECTION, _docs(args, command, header, table, breakdown))
+        _common.write_section(SECTION, _docs(args, command, header, table))
         print(f"wrote '## {SECTION}' in {_common.DOCS}", file=sys.stderr)
+        if profile is not None:
+            import profile_overhead
+
+            _common.write_section(
+                profile_overhead.SECTION,
+                profile_overhead.docs(
+                    f"{command}`, which runs `{profile['command']}",
+                    header,
+                    int(profile["rounds"]),
+                    float(profile["duration"]),
+                    str(profile["table"]),
+                ),
+            )
+            print(f"wrote '## {profile_overhead.SECTION}' in {_common.DOCS}", file=sys.stderr)
     errors = sum(s.errors for s in samples)
     if errors:
         sys.exit(f"{errors} sends failed")
 
 
-def _docs(args: argparse.Namespace, command: str, header: str, table: str, breakdown: str) -> str:
+def _docs(args: argparse.Namespace, command: str, header: str, table: str) -> str:
     return f"""\
 Measured with `{command}` (after `npm install --prefix bench`) on {header}.
 
 {args.rounds} interleaved rounds of {args.duration:g} s per contender and setting (after
-{args.warmup:g} s of warm-up), medians. The local SES endpoint runs in its own process;
-client CPU is the worker process's own CPU time over the measured phase divided by the
-messages sent. N is the number of requests in flight. Other tenants of this machine
-disturb some samples in bursts (the endpoint's own CPU per request doubles in them, for
-every contender alike); medians over interleaved rounds damp that, and the ratios carry
-over better than the absolute numbers.
+{args.warmup:g} s of warm-up; every round runs every setting and every contender, in a
+rotated order), medians. The local SES endpoint runs in its own process; client CPU is the
+worker process's own CPU time over the measured phase divided by the messages sent. N is
+the number of requests in flight. The machine is shared with other engineers' test and
+benchmark runs: they disturb samples in bursts, for every contender alike; medians over
+interleaved rounds damp that, and the ratios (same run) carry over better than the
+absolute numbers.
 
-Every contender sends the same text + html message (~4.7 KB). asyncmailer and Nodemailer
-compose every message; the aiobotocore and boto3 contenders send prebuilt bytes.
-asyncmailer runs with `sending_rate=10000` and Nodemailer 6 with `sendingRate: 10000`
-(limits above anything reached, so the limiters' cost is counted but they never wait).
-"aiobotocore, default client" is `create_client("ses"/"sesv2")` with only retries turned
-off: its connection pool has botocore's default 10 connections, which caps it at N=50 with
-latency. `SESTransport` tunes the client it creates in two ways. `tune_client`
-(`asyncmailer/transports/_ses_client.py`: the v1 body encoded once, the User-Agent built
-once, the SigV4 signer's repeated work done once, the endpoint rule set run once per
-operation, the event emitter's per-handler overhead taken out; see below) works on each
-request inside botocore. `lean_http` (`asyncmailer/transports/_ses_http.py`,
-`LeanHTTPSession`) sends the requests on asyncmailer's own HTTP/1.1 keep-alive pool
-instead of aiohttp: one write per request, the answer parsed as it arrives. "lean_http
-off" keeps aiobotocore's aiohttp session; "tune_client and lean_http off" is the client
-exactly as aiobotocore makes it.
+Every contender sends the same text + html message (~4.7 KB) through a stock client: no
+HTTP session, signer or event emitter is replaced anywhere. asyncmailer and Nodemailer
+compose every message; the aiobotocore and boto3 contenders send prebuilt bytes, with the
+client options `SESTransport` gives the client it creates (`max_pool_connections=max(10,
+N)`, `retries={{"mode": "standard", "total_max_attempts": 1}}`,
+`parameter_validation=False`). asyncmailer runs with `sending_rate=10000` and Nodemailer 6
+with `sendingRate: 10000` (limits above anything reached: the limiters' cost is counted,
+they never wait).
 
 {table}
 
-### Where the client's CPU goes
-
-`python bench/ses_tuning.py` (run by the command above) times one send with the network
-taken out: a `before-send` handler answers every request with a canned SES response, so
-the numbers are the client's own work (serialise, sign, build the request, parse the
-answer; aiohttp and the socket are left out). Best of {"1" if args.quick else "5"}
-interleaved rounds, garbage collector paused while timing. The transport rows add
-asyncmailer's own work: composing the message, the checks, the rate limiter, the result.
-
-{breakdown}
-
-The tweaks (`asyncmailer/transports/_ses_client.py`; each measured alone by `bench/ses_tuning.py`):
-
-- **query** (v1): botocore url-encodes the serialised `SendRawEmail` dict with
-  `urllib.parse.quote_plus`, byte by byte in Python, over the ~6 KB base64 body, and does
-  it twice per request (`AWSRequest.body` re-prepares the request for the SigV4 payload
-  hash, then again for the wire). A `before-call` handler encodes the body once; base64
-  only needs `+`, `/` and `=` escaped, which `str.replace` does at C speed. Same bytes on
-  the wire.
-- **ua**: botocore rebuilds the User-Agent string twice per request; it never changes for
-  one client, so it is built on the first request and reused.
-- **sigv4**: botocore's `SigV4Auth` collects the headers to sign into an `email.message`
-  object twice per request, derives the Host value from the URL twice, prepares the whole
-  request once more just to hash its body, and derives the signing key (four HMACs) every
-  time. `FastSigV4Auth` (`asyncmailer/transports/_ses_signing.py`) keeps botocore's
-  algorithm and does each of these once (the key once per day, region and service); the
-  signature is botocore's, byte for byte (`tests/test_ses_signing.py` signs the same
-  requests with both).
-- **novalidate**: `AioConfig(parameter_validation=False)`; the transport builds the
-  parameters itself. botocore's schema walk over these few parameters costs only a few
-  µs per send, within the noise of this table. (`SESTransport` keeps it off in both of
-  its rows.)
-- **emitter**: aiobotocore's event emitter passes the result of every handler (~30 per
-  request) through `inspect.isawaitable` and formats a debug line for each. The client's
-  emitter is swapped for a subclass that awaits a result only when it is not None and is
-  awaitable, and logs only when debug logging is on: same handlers, same order, same
-  results (`tests/test_ses_client_tuning.py` compares it with aiobotocore's).
-- **endpoints**: botocore runs the endpoint rule set (region, FIPS, dual-stack, endpoint
-  URL) for every request. For one client its answer only changes with the operation and
-  the request's context parameters (SESv2's `EndpointId`), so it is cached on those; not
-  when a `before-endpoint-resolution` hook is registered.
+msgs/s × CPU per message is the cores a contender kept busy: asyncmailer's event loop uses
+one, Node spreads over more (garbage collector and libuv threads), boto3 over its threads.
+On this 2-core machine, shared with the endpoint, CPU per message is the fairer measure of
+efficiency once the client is the limit. Where asyncmailer's own share of the CPU goes:
+next section.
 """
 
 

@@ -1,5 +1,9 @@
 """boto3 + threads contender: prebuilt bytes, ``ThreadPoolExecutor(N)``, a pool of N.
 
+The client has the options every raw contender gets (``_common.client_config``): a pool of
+``max(10, N)``, one attempt (``retries`` standard, ``total_max_attempts=1``), no parameter
+validation.
+
 Run by ``bench_send.py`` as a worker process; alone::
 
     python bench/boto3_threads.py --url http://127.0.0.1:PORT --concurrency 10 --duration 3
@@ -29,10 +33,7 @@ def run(url: str, concurrency: int, duration: float, warmup: float, api: str) ->
         "sesv2" if api == "v2" else "ses",
         endpoint_url=url,
         region_name=_common.REGION,
-        config=Config(
-            max_pool_connections=concurrency,
-            retries={"mode": "standard", "total_max_attempts": 1},
-        ),
+        config=Config(**_common.client_config(concurrency)),
         **_common.CREDENTIALS,
     )
     sender, recipient = "shop@example.com", "ada@example.org"
