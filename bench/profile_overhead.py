@@ -354,7 +354,7 @@ async def components(rounds: int, calls: int) -> dict[str, float]:
     grant = Grant(units=1, at=loop.time(), waited=0.0, expires=float("inf"))
 
     async def grant_check() -> None:
-        with holding(grant, loop):
+        with holding(grant, loop, limiter):
             check_grant()
 
     async def cancel_scope() -> None:

@@ -252,6 +252,61 @@ async def test_requests_leaving_within_their_grant_never_overflow_the_window(rat
     assert (len(span) - 1) / (span[-1] - span[0]) >= 0.985 * rate
 
 
+@pytest.mark.parametrize("rate", [14, 200])
+@virtual_time
+async def test_renewed_stale_grants_never_overflow_the_window(rate: int) -> None:
+    # Requests now and then leave well after their grant (up to 3 x margin): the transport
+    # renews such a grant at the last moment (or asks again when the limiter cannot).
+    # Counted when they leave, no window holds more than R.
+    import random
+
+    rng = random.Random(rate + 1)
+    limiter = LocalRateLimiter(rate)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+    renewed = asked_again = 0
+    end = loop.time() + 8.0
+
+    async def worker() -> None:
+        nonlocal renewed, asked_again
+        while loop.time() < end:
+            grant = await limiter.acquire()
+            late = rng.random() < 0.1
+            await asyncio.sleep(rng.uniform(0, 3 * limiter.margin) if late else 0.0005)
+            while grant.expired(loop.time()):
+                fresh = limiter.renew(grant)
+                if fresh is None:
+                    asked_again += 1
+                    fresh = await limiter.acquire()
+                else:
+                    renewed += 1
+                grant = fresh
+            sent.append(loop.time())
+
+    await asyncio.gather(*(worker() for _ in range(min(40, rate * 2))))
+    assert renewed >= 5
+    assert asked_again == 0  # all were still in the log (younger than 1 s + margin)
+    assert worst_window(sent) <= rate
+
+
+@virtual_time
+async def test_a_grant_older_than_the_log_is_not_renewed() -> None:
+    limiter = LocalRateLimiter(14)
+    await limiter.open()
+    loop = asyncio.get_running_loop()
+    grant = await limiter.acquire()
+    await asyncio.sleep(0.5)
+    renewed = limiter.renew(grant)
+    assert renewed is not None and renewed.at == loop.time()
+    assert renewed.expires == pytest.approx(loop.time() + limiter.margin)
+    await asyncio.sleep(2.0)  # gone from the log: renewing would add units unchecked
+    assert limiter.renew(renewed) is None
+    other = LocalRateLimiter(14)
+    await other.open()
+    assert other.renew(renewed) is None  # another limiter's grant
+
+
 @virtual_time
 async def test_a_request_leaving_after_its_grant_expired_can_overflow_the_window() -> None:
     # Why the transports check the grant before the request leaves: a request held past

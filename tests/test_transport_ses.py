@@ -392,11 +392,13 @@ async def test_a_failed_warm_up_is_logged_at_warning_with_its_cause(
 
 
 class _StaleFirstLimiter(LocalRateLimiter):
-    """Hands out one grant that is already stale, then normal ones."""
+    """Hands out one grant that is already stale, then normal ones; may refuse renewals."""
 
-    def __init__(self, rate: float) -> None:
-        super().__init__(rate, margin=1.0)  # only the forced one goes stale, even on a busy box
+    def __init__(self, rate: float, *, renews: bool = True, margin: float = 1.0) -> None:
+        super().__init__(rate, margin=margin)  # wide: only the forced one goes stale
+        self.renews = renews
         self.grants = 0
+        self.renewals = 0
 
     async def acquire(self, weight: int = 1) -> Grant:
         grant = await super().acquire(weight)
@@ -405,25 +407,38 @@ class _StaleFirstLimiter(LocalRateLimiter):
             return dataclasses.replace(grant, expires=grant.at - 1.0)
         return grant
 
+    def renew(self, grant: Grant) -> Grant | None:
+        if not self.renews:
+            return None
+        renewed = super().renew(grant)
+        self.renewals += renewed is not None
+        return renewed
 
-async def test_a_stale_grant_is_asked_for_again_and_nothing_is_written() -> None:
-    limiter = _StaleFirstLimiter(1000)
+
+@pytest.mark.parametrize("renews", [True, False])
+async def test_a_stale_grant_is_renewed_or_asked_for_again_and_sent_once(renews: bool) -> None:
+    # LocalRateLimiter renews a stale grant still in its log; a limiter that cannot makes
+    # the send ask again. Either way nothing was written for the stale one.
+    limiter = _StaleFirstLimiter(1000, renews=renews)
     async with (
         SESEndpoint() as endpoint,
         SESTransport(endpoint_url=endpoint.url, limits=Limits(rate_limiter=limiter)) as ses,
     ):
         result = await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
         assert ses.stale_grants == 1
-    assert limiter.grants == 2
+    assert (limiter.grants, limiter.renewals) == ((1, 1) if renews else (2, 0))
     assert result.attempts == 1  # a stale grant is not a failed attempt
-    assert endpoint.stats().send_arrivals and len(endpoint.stats().send_arrivals) == 1
+    assert len(endpoint.stats().send_arrivals) == 1
 
 
-async def test_the_grant_is_checked_again_at_before_send_after_signing() -> None:
+@pytest.mark.parametrize("renews", [True, False])
+async def test_the_grant_is_checked_again_at_before_send_after_signing(renews: bool) -> None:
     # A handler the user registered ages the grant after the transport's own check and
-    # before the request leaves: the before-send check catches it, and the request is
-    # built and signed again on a new grant. Exactly one request reaches the endpoint.
-    limiter = LocalRateLimiter(1000, margin=0.2)
+    # before the request leaves: the before-send check catches it. The grant is renewed
+    # there, or the request is built and signed again on a new grant. Exactly one
+    # request reaches the endpoint.
+    limiter = _StaleFirstLimiter(1000, renews=renews, margin=0.2)
+    limiter.grants = 1  # no forced stale grant: the handler below makes it stale
     slept: list[float] = []
 
     async def slow_once(**_: Any) -> None:
@@ -440,10 +455,12 @@ async def test_the_grant_is_checked_again_at_before_send_after_signing() -> None
             async with SESTransport(client, limits=Limits(rate_limiter=limiter)) as ses:
                 await ses.send_mail(from_=SENDER, to="a@example.org", text="x")
                 assert ses.stale_grants == 1
+            assert (limiter.grants, limiter.renewals) == ((2, 1) if renews else (3, 0))
             # Closed: the handler is gone from the user's client; a stale grant in the
             # context no longer stops its requests.
             stale = Grant(units=1, at=0.0, waited=0.0, expires=0.0)
-            with holding(stale, asyncio.get_running_loop()):
+            refusing = _StaleFirstLimiter(1000, renews=False)
+            with holding(stale, asyncio.get_running_loop(), refusing):
                 await client.send_email(
                     FromEmailAddress="shop@example.com",
                     Destination={"ToAddresses": ["c@example.org"]},

@@ -9,7 +9,7 @@ one per recipient for SES (SES counts every recipient against its per-second rat
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asyncmailer.errors import ConfigurationError
 
@@ -35,6 +35,8 @@ class Grant:
     waited: float
     #: Event-loop time after which a request for these units must not leave.
     expires: float
+    #: The limiter's own handle on the grant (for :meth:`RateLimiter.renew`).
+    token: object = field(default=None, repr=False, compare=False)
 
     def expired(self, now: float) -> bool:
         """True if a request leaving at ``now`` would fall outside the accounted window."""
@@ -71,6 +73,15 @@ class RateLimiter(abc.ABC):
         A weight above the per-second rate is allowed: it waits proportionally longer.
         Cancelling a waiting caller gives its place back.
         """
+
+    def renew(self, grant: Grant) -> Grant | None:
+        """Re-date a stale ``grant`` to now, if every window then still holds at most R.
+
+        Called at the last moment before a request whose grant went stale would leave.
+        Returns the renewed grant, or None when the caller must ask again with
+        :meth:`acquire` (the default: a limiter that cannot tell).
+        """
+        return None
 
     @abc.abstractmethod
     def set_rate(self, rate: float) -> None:

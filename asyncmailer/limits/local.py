@@ -36,6 +36,21 @@ __all__ = ["LocalRateLimiter"]
 _EPS = 1e-9
 
 
+class _Entry:
+    """One grant in the sliding log."""
+
+    __slots__ = ("at", "expires", "live", "units")
+
+    def __init__(self, at: float, expires: float, units: float) -> None:
+        #: When the grant's units count as started.
+        self.at = at
+        #: When the grant leaves the log (its time + window + margin).
+        self.expires = expires
+        self.units = units
+        #: Still in the log (a renewal may only move a live entry).
+        self.live = True
+
+
 class LocalRateLimiter(RateLimiter):
     """At most ``rate`` units start in any sliding one-second window, sustained at ``rate``.
 
@@ -96,8 +111,8 @@ class LocalRateLimiter(RateLimiter):
         self._bucket: AsyncLimiter | None = None
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # (expires, units) of each grant, in grant order (and so in expiry order).
-        self._log: deque[tuple[float, float]] = deque()
+        # The grants of the last window + margin, in grant order (and so expiry order).
+        self._log: deque[_Entry] = deque()
         self._log_units = 0.0
         # No grant before this loop time: the rest of the last heavy grant's spacing.
         self._not_before = float("-inf")
@@ -121,6 +136,8 @@ class LocalRateLimiter(RateLimiter):
         """Create the loop-bound state (bucket, lock) in the running loop."""
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
+        for entry in self._log:
+            entry.live = False
         self._log.clear()
         self._log_units = 0.0
         self._not_before = float("-inf")
@@ -185,13 +202,37 @@ class LocalRateLimiter(RateLimiter):
             bucket = self._bucket
             assert bucket is not None
             await bucket.acquire(min(float(weight), self._chunk))
-            at = await self._admit(loop, float(weight))
+            entry = await self._admit(loop, float(weight))
+            at = entry.at
             if weight > self._chunk:
                 self._not_before = at + weight * (1.0 + self.pace) / self._adaptive.current
-        return Grant(units=weight, at=at, waited=at - start, expires=at + self.margin)
+        return Grant(units=weight, at=at, waited=at - start, expires=at + self.margin, token=entry)
 
-    async def _admit(self, loop: asyncio.AbstractEventLoop, units: float) -> float:
-        """Record ``units`` in the sliding log once it has room; return the grant's time.
+    def renew(self, grant: Grant) -> Grant | None:
+        """Re-date a stale grant to now while it is still in the log; else None.
+
+        Moving a grant that is still counted to a later time keeps every window within the
+        rate: each grant admitted since was checked against a window that held this one.
+        A grant that already left the log (older than ``window + margin``) is not renewed.
+        """
+        entry = grant.token
+        loop = self._loop
+        if not isinstance(entry, _Entry) or not entry.live or loop is None:
+            return None
+        now = loop.time()
+        if now >= entry.expires:
+            return None
+        # It is the most recent grant now: the end of the log keeps it in expiry order.
+        self._log.remove(entry)
+        entry.at = now
+        entry.expires = now + self.window + self.margin
+        self._log.append(entry)
+        return Grant(
+            units=grant.units, at=now, waited=grant.waited, expires=now + self.margin, token=entry
+        )
+
+    async def _admit(self, loop: asyncio.AbstractEventLoop, units: float) -> _Entry:
+        """Record ``units`` in the sliding log once it has room; return the log entry.
 
         Each grant stays in the log for ``window + margin`` seconds. A grant larger than
         the window's capacity is admitted alone, into an empty log.
@@ -200,21 +241,24 @@ class LocalRateLimiter(RateLimiter):
         log = self._log
         while True:
             now = loop.time()
-            while log and log[0][0] <= now:
-                self._log_units -= log.popleft()[1]
+            while log and log[0].expires <= now:
+                gone = log.popleft()
+                gone.live = False
+                self._log_units -= gone.units
             if not log:
                 self._log_units = 0.0  # no drift from float sums
             if self._log_units + units <= self._cap + _EPS or not log:
-                log.append((now + span, units))
+                entry = _Entry(now, now + span, units)
+                log.append(entry)
                 self._log_units += units
-                return now
+                return entry
             # Sleep until enough of the oldest grants have left the log.
             excess = self._log_units + units - self._cap
             freed = 0.0
-            wake = log[-1][0]
-            for expires, entry_units in log:
-                freed += entry_units
+            wake = log[-1].expires
+            for old in log:
+                freed += old.units
                 if freed >= excess - _EPS:
-                    wake = expires
+                    wake = old.expires
                     break
             await asyncio.sleep(wake - now)

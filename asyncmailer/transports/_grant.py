@@ -8,8 +8,9 @@ of the call in progress here (a context variable, set and reset around that one 
 a transport that can see a later moment than the call itself (SES: botocore's
 ``before-send`` event, after signing) calls :func:`check_grant` there. A stale grant
 raises :class:`GrantExpired` *before* anything is written, and the transport asks the
-limiter again. The request is built and signed again too: a signed request is never held
-while waiting (SigV4 signatures expire after about five minutes).
+limiter again, unless the limiter can renew the grant in place (``LocalRateLimiter`` can
+while the grant is still in its log). The request is built and signed again too: a signed
+request is never held while waiting (SigV4 signatures expire after about five minutes).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-from asyncmailer.limits import Grant
+from asyncmailer.limits import Grant, RateLimiter
 
 __all__ = ["GrantExpired", "check_grant", "holding"]
 
-_CURRENT: ContextVar[tuple[Grant, asyncio.AbstractEventLoop] | None] = ContextVar(
+_CURRENT: ContextVar[tuple[Grant, asyncio.AbstractEventLoop, RateLimiter] | None] = ContextVar(
     "asyncmailer_current_grant", default=None
 )
 
@@ -38,21 +39,33 @@ class GrantExpired(Exception):
 
 
 @contextlib.contextmanager
-def holding(grant: Grant | None, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+def holding(
+    grant: Grant | None, loop: asyncio.AbstractEventLoop, limiter: RateLimiter | None
+) -> Iterator[None]:
     """Publish ``grant`` as the current task's grant for the duration of one backend call."""
-    token = _CURRENT.set(None if grant is None else (grant, loop))
+    current = None if grant is None or limiter is None else (grant, loop, limiter)
+    token = _CURRENT.set(current)
     try:
         yield
     finally:
         _CURRENT.reset(token)
 
 
-def check_grant() -> None:
-    """Raise :class:`GrantExpired` if the current task's grant is stale (no grant: no-op)."""
+def check_grant() -> bool:
+    """Check the current task's grant (no grant: nothing to do); True if it was renewed.
+
+    A stale grant is renewed in place when its limiter can (:meth:`RateLimiter.renew`);
+    otherwise :class:`GrantExpired` is raised, and nothing has been written yet.
+    """
     current = _CURRENT.get()
     if current is None:
-        return
-    grant, loop = current
+        return False
+    grant, loop, limiter = current
     now = loop.time()
-    if grant.expired(now):
+    if not grant.expired(now):
+        return False
+    renewed = limiter.renew(grant)
+    if renewed is None:
         raise GrantExpired(now - grant.at)
+    _CURRENT.set((renewed, loop, limiter))
+    return True

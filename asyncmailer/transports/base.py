@@ -208,9 +208,9 @@ class Transport(abc.ABC):
         self._failures: list[tuple[str | None, BaseException]] = []
         self._rng = random.Random()
         self._warm_gate: WarmGate | None = None
-        #: Grants that went stale before their request left and were asked for again
-        #: (see ``docs/rate-limiting.md``); a steadily rising count means the event loop
-        #: or the machine is too busy for the limiter's ``margin``.
+        #: Grants that went stale before their request left, renewed in place or asked for
+        #: again (see ``docs/rate-limiting.md``); a steadily rising count means the event
+        #: loop or the machine is too busy for the limiter's ``margin``.
         self.stale_grants = 0
 
     def _resolve_limits(
@@ -685,8 +685,9 @@ class Transport(abc.ABC):
                         await self._pacer.turn(urgent=True)
                     track.phase = _Phase.IN_FLIGHT
                     try:
-                        with holding(grant, loop):
-                            check_grant()
+                        with holding(grant, loop, self._limiter):
+                            if check_grant():
+                                self.stale_grants += 1
                             return await self._deliver(composed, msg)
                     except GrantExpired as stale:
                         track.phase = _Phase.WAITING

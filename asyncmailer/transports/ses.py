@@ -303,10 +303,10 @@ class SESTransport(Transport):
                 self.rate_limiter.set_rate(self._quota.rate)
         return self
 
-    @staticmethod
-    def _before_send(**_: Any) -> None:
-        # Raises GrantExpired (nothing written yet) when the send's grant went stale.
-        check_grant()
+    def _before_send(self, **_: Any) -> None:
+        # A stale grant is renewed, or GrantExpired raised (nothing written yet).
+        if check_grant():
+            self.stale_grants += 1
 
     def _idle_timeout(self) -> float | None:
         return idle_timeout(self._client)
