@@ -33,6 +33,7 @@ from asyncmailer.options import (
     Limits,
     QuotaPolicy,
     SMTPPool,
+    Suppression,
     TLSSettings,
     TransportOptions,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "SMTPPool",
     "SMTPTransport",
     "SendResult",
+    "Suppression",
     "TLSSettings",
     "Transport",
     "TransportOptions",

@@ -5,6 +5,7 @@
   creates its aiobotocore client.
 - :class:`QuotaPolicy`: how SESTransport follows the account's sending quota.
 - :class:`TLSSettings` and :class:`SMTPPool`: SMTPTransport's certificates and session reuse.
+- :class:`Suppression`: the list of addresses never to mail again, and what a send to one does.
 - :class:`TransportOptions`: the keyword arguments every transport takes.
 
 Each object checks its values when it is created and raises
@@ -32,6 +33,8 @@ from asyncmailer.retry import RetryPolicy
 if TYPE_CHECKING:
     from aiobotocore.session import AioSession
 
+    from asyncmailer.feedback import SuppressionList
+
 __all__ = [
     "AWSClientSettings",
     "Credentials",
@@ -39,6 +42,7 @@ __all__ = [
     "Limits",
     "QuotaPolicy",
     "SMTPPool",
+    "Suppression",
     "TLSSettings",
     "TransportOptions",
 ]
@@ -214,6 +218,45 @@ class QuotaPolicy:
             )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Suppression:
+    """Addresses never to mail again, checked before a rate unit or a request is spent.
+
+    Example::
+
+        suppressed = RedisSuppressionList("redis://redis:6379/0", key="ses:suppressed")
+        async with SESTransport(region_name="eu-west-1", sending_rate=14,
+                                suppression=Suppression(list=suppressed, policy="drop")) as ses:
+            result = await ses.send_mail(...)      # result.suppressed: who was left out
+
+    Every transport takes ``suppression=`` (a bare list means ``policy="fail"``). Each
+    message's envelope recipients are looked up once, after composing and checking it:
+    ``"fail"`` raises :class:`~asyncmailer.feedback.SuppressedRecipientError` (a
+    ``MessageError``: nothing sent) naming every suppressed recipient; ``"drop"`` sends to
+    the others and reports the dropped ones in :attr:`SendResult.suppressed` (and raises
+    when nobody is left). Feed the list from bounces and complaints with
+    :func:`asyncmailer.feedback.apply_to`.
+    """
+
+    #: Where suppressed addresses are kept (memory, Redis, SES's account list...).
+    list: SuppressionList
+    #: ``"fail"``: refuse the message; ``"drop"``: send to the other recipients.
+    policy: Literal["fail", "drop"] = "fail"
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("fail", "drop"):
+            raise ConfigurationError(
+                f"suppression policy must be 'fail' or 'drop', not {self.policy!r}",
+                option="suppression",
+            )
+        if not callable(getattr(self.list, "suppressed", None)):
+            raise ConfigurationError(
+                "suppression list must have an async suppressed(addresses) method "
+                "(asyncmailer.feedback.SuppressionList)",
+                option="suppression",
+            )
+
+
 class TransportOptions(TypedDict, total=False):
     """The keyword arguments every transport takes (``**options`` in their signatures).
 
@@ -231,6 +274,8 @@ class TransportOptions(TypedDict, total=False):
     retry: RetryPolicy | None
     #: Sign every message with this DKIM signer (a message's ``dkim`` may override it).
     dkim: DKIMSigner | None
+    #: Addresses never to mail again (a bare list means ``policy="fail"``).
+    suppression: Suppression | SuppressionList | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asyncmailer.message import Envelope
+
+if TYPE_CHECKING:
+    from asyncmailer.feedback import SuppressionEntry
 
 __all__ = ["ComposedMessage", "SendResult"]
 
@@ -51,3 +56,5 @@ class SendResult:
     elapsed: float = 0.0
     #: Name of the transport that delivered it (``"ses"``, ``"smtp"``...).
     transport: str = ""
+    #: Recipients left out by ``Suppression(policy="drop")``, each with why it is suppressed.
+    suppressed: Mapping[str, SuppressionEntry] = field(default_factory=dict)

@@ -37,6 +37,7 @@ EXPECTED = {
         "SMTPPool",
         "SMTPTransport",
         "SendResult",
+        "Suppression",
         "TLSSettings",
         "Transport",
         "TransportOptions",

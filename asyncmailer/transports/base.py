@@ -40,7 +40,7 @@ import dataclasses
 import enum
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from email.message import EmailMessage
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, TypeAlias
@@ -63,7 +63,7 @@ from asyncmailer.errors import (
 from asyncmailer.fields import MessageFields, check_field_names
 from asyncmailer.limits import LocalRateLimiter, RateLimiter
 from asyncmailer.message import Message
-from asyncmailer.options import Limits
+from asyncmailer.options import Limits, Suppression
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports._grant import GrantExpired, check_grant, holding
@@ -72,6 +72,8 @@ from asyncmailer.transports._warm import WarmGate
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
+
+    from asyncmailer.feedback import SuppressionEntry, SuppressionList
 
 __all__ = ["Delivery", "MessageInput", "SendOutcome", "Transport", "TransportState"]
 
@@ -170,7 +172,12 @@ class Transport(abc.ABC):
         max_connections: int | None = None,
         retry: RetryPolicy | None = None,
         dkim: DKIMSigner | None = None,
+        suppression: Suppression | SuppressionList | None = None,
     ) -> None:
+        if suppression is not None and not isinstance(suppression, Suppression):
+            suppression = Suppression(list=suppression)
+        #: Addresses never to mail again, checked before any rate unit is spent.
+        self.suppression = suppression
         if dkim is not None and not isinstance(dkim, DKIMSigner):
             raise ConfigurationError(
                 f"dkim must be a DKIMSigner or None, not {type(dkim).__name__}", option="dkim"
@@ -541,7 +548,11 @@ class Transport(abc.ABC):
                     await self._pacer.turn()
                 composed, msg = await self.prepare(message, **fields)
                 track.message_id = composed.message_id
-                return await self._send_prepared(composed, msg, started, track)
+                suppressed: Mapping[str, SuppressionEntry] = {}
+                if self.suppression is not None:
+                    composed, suppressed = await self._suppress(composed, self.suppression)
+                result = await self._send_prepared(composed, msg, started, track)
+                return dataclasses.replace(result, suppressed=suppressed) if suppressed else result
             # Only reached when aclose() cancelled the scope after the drain timeout.
             raise self._aborted(track)
         except MailError as exc:
@@ -553,6 +564,20 @@ class Transport(abc.ABC):
             self._pending -= 1
             if not self._pending:
                 self._idle.set()
+
+    async def _suppress(
+        self, composed: ComposedMessage, suppression: Suppression
+    ) -> tuple[ComposedMessage, Mapping[str, SuppressionEntry]]:
+        """Look the envelope recipients up once; fail, or drop the suppressed ones."""
+        from asyncmailer.feedback import check_suppression
+
+        check = await check_suppression(
+            suppression.list, composed.envelope.to, policy=suppression.policy
+        )
+        if not check.suppressed:
+            return composed, {}
+        envelope = dataclasses.replace(composed.envelope, to=check.allowed)
+        return dataclasses.replace(composed, envelope=envelope), check.suppressed
 
     @staticmethod
     def _aborted(track: _SendTrack) -> DeliveryError:
