@@ -96,7 +96,8 @@ def server() -> Iterator[Server]:
 
 def status_of(answer: bytes) -> int:
     """The status code of the first response in ``answer``."""
-    assert answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), answer[:200]
+    # aiohttp answers in the request's own version (a bogus "HTTP/2.0" included).
+    assert answer.startswith(b"HTTP/") and answer[8:9] == b" ", answer[:200]
     return int(answer[9:12])
 
 

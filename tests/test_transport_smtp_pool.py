@@ -125,14 +125,20 @@ async def test_refusal_with_nothing_open_is_retry_safe() -> None:
 async def test_cancelled_waiting_sends_leak_no_slot() -> None:
     handler = RecordingHandler(data_delay=0.01)
     async with SMTPServer(handler, max_sessions=2) as server:
-        async with smtp_for(server, max_connections=6, connection_probe_interval=0.005) as smtp:
+        # Retries on: a cancelled send's session may still count at the server for a moment,
+        # so a new session can be refused while none of ours is open (retry-safe).
+        retry = RetryPolicy(max_attempts=5, initial_backoff=0.01)
+        async with smtp_for(
+            server, max_connections=6, connection_probe_interval=0.005, retry=retry
+        ) as smtp:
             tasks = [asyncio.ensure_future(smtp.send_mail(msg(n))) for n in range(30)]
             await asyncio.sleep(0.03)
             for task in tasks[::2]:
                 task.cancel()
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
             done = [o for o in outcomes if isinstance(o, SendResult)]
-            assert all(isinstance(o, (SendResult, asyncio.CancelledError)) for o in outcomes)
+            odd = [o for o in outcomes if not isinstance(o, (SendResult, asyncio.CancelledError))]
+            assert not odd, [(type(o).__name__, str(o), repr(o.__cause__)) for o in odd]
             more = await asyncio.gather(*(smtp.send_mail(msg(100 + n)) for n in range(20)))
             assert len(more) == 20
         assert smtp._sessions == 0  # every slot given back
