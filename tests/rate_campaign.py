@@ -145,13 +145,14 @@ def run_once(
             burner.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     children = []
+    key = f"ses:campaign:{time.time()}:{setup}"  # one shared rate for this run's processes
     for index in range(processes):
         config: dict[str, Any] = {
             "setup": setup,
             "url": remote.url,
             "rate": rate,
             "redis": redis,
-            "key": f"ses:campaign:{time.time()}:{setup}",
+            "key": key,
             "index": index,
             "start_at": start_at + (stagger * index if setup == "d" else 0.0),
             "end_at": end_at,

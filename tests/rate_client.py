@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from asyncmailer import SESTransport
+from asyncmailer import Limits, SESTransport
 from asyncmailer.errors import MailError
 
 
@@ -35,8 +35,8 @@ async def _transport(config: dict[str, Any], stack: contextlib.AsyncExitStack) -
     if setup in ("c", "d"):
         from asyncmailer.limits import RedisRateLimiter
 
-        common["rate_limiter"] = RedisRateLimiter(
-            config["redis"], key=config["key"], rate=config["rate"]
+        common["limits"] = Limits(
+            rate_limiter=RedisRateLimiter(config["redis"], key=config["key"], rate=config["rate"])
         )
     else:
         common["sending_rate"] = config["rate"]
