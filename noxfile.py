@@ -20,6 +20,52 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+# Every module of the package except __main__ (which would run the CLI).
+_IMPORT_EVERY_MODULE = (
+    "import importlib, pkgutil, asyncmailer\n"
+    "for m in pkgutil.walk_packages(asyncmailer.__path__, 'asyncmailer.'):\n"
+    "    if not m.name.endswith('__main__'):\n"
+    "        importlib.import_module(m.name)"
+)
+
+
+@nox.session(python="3.10")
+def tests_lowest(session: nox.Session) -> None:
+    """The whole suite against the lowest version pyproject.toml allows of every dependency.
+
+    ``uv pip compile --resolution lowest-direct`` turns each declared floor (runtime, every extra
+    and the test tools) into an exact pin at session time, so a raised or added floor is tested
+    the moment it is declared; dependencies of dependencies resolve to their newest compatible
+    release, as a user's fresh install would. botocore follows from aiobotocore's own narrow pin
+    (2.13.0 allows botocore <1.34.107), so nothing backtracks. The installed versions are printed
+    so a log shows what was tested.
+    """
+    session.install("uv")
+    constraints = os.path.join(session.create_tmp(), "constraints-lowest.txt")
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "--extra",
+        "test",
+        "--resolution",
+        "lowest-direct",
+        "--python-version",
+        str(session.python),
+        "--no-header",
+        "--no-annotate",
+        "--quiet",
+        "--output-file",
+        constraints,
+    )
+    session.install("-c", constraints, "-e", ".[test]")
+    session.run("python", "-m", "pip", "freeze", "--exclude-editable")
+    # A deprecation the oldest releases raise at import time would surface in users' -W error runs.
+    session.run("python", "-W", "error", "-c", _IMPORT_EVERY_MODULE)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
 @nox.session(python="3.11")
 def timing(session: nox.Session) -> None:
     """Wall-clock rate precision at a server (end to end, and 4 processes through Redis).
