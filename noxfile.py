@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import nox
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # nox itself requires tomli there
+    import tomli as tomllib
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -29,19 +35,52 @@ _IMPORT_EVERY_MODULE = (
 )
 
 
+def _declared_floors(extra: str) -> list[str]:
+    """``name==floor`` for each ``>=`` bound that installing ``.[extra]`` brings in."""
+    from packaging.requirements import Requirement
+
+    with open("pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    requirements = [Requirement(text) for text in project["dependencies"]]
+    groups, seen = [extra], set()
+    while groups:
+        group = groups.pop()
+        if group in seen:
+            continue
+        seen.add(group)
+        for text in project["optional-dependencies"][group]:
+            requirement = Requirement(text)
+            if requirement.name == project["name"]:  # asyncmailer[all]: more groups
+                groups.extend(requirement.extras)
+            else:
+                requirements.append(requirement)
+    floors = {
+        requirement.name: specifier.version
+        for requirement in requirements
+        for specifier in requirement.specifier
+        if specifier.operator == ">="
+    }
+    return [f"{name}=={version}" for name, version in sorted(floors.items())]
+
+
 @nox.session(python="3.10")
 def tests_lowest(session: nox.Session) -> None:
-    """The whole suite against the lowest version pyproject.toml allows of every dependency.
+    """The whole suite with every dependency at the lowest version pyproject.toml allows.
 
-    ``uv pip compile --resolution lowest-direct`` turns each declared floor (runtime, every extra
-    and the test tools) into an exact pin at session time, so a raised or added floor is tested
-    the moment it is declared; dependencies of dependencies resolve to their newest compatible
-    release, as a user's fresh install would. botocore follows from aiobotocore's own narrow pin
-    (2.13.0 allows botocore <1.34.107), so nothing backtracks. The installed versions are printed
-    so a log shows what was tested.
+    Each ``>=`` floor of the runtime dependencies, every extra and the test tools is pinned
+    exactly (read from pyproject.toml at session time, so a raised or added floor is tested the
+    moment it is declared); ``uv pip compile`` resolves the rest to the newest release compatible
+    with those pins, as a user's fresh install would. A floor that cannot be installed with the
+    others fails the resolution here, naming the conflict. botocore follows from aiobotocore's
+    own narrow pin (2.13.0 allows botocore <1.34.107), so nothing backtracks. The installed
+    versions are printed so a log shows what was tested.
     """
     session.install("uv")
-    constraints = os.path.join(session.create_tmp(), "constraints-lowest.txt")
+    tmp = session.create_tmp()
+    floors = os.path.join(tmp, "floors.txt")
+    with open(floors, "w") as file:
+        file.write("\n".join(_declared_floors("test")) + "\n")
+    constraints = os.path.join(tmp, "constraints-lowest.txt")
     session.run(
         "uv",
         "pip",
@@ -49,10 +88,12 @@ def tests_lowest(session: nox.Session) -> None:
         "pyproject.toml",
         "--extra",
         "test",
+        "--constraint",
+        floors,
         "--resolution",
         "lowest-direct",
-        "--python-version",
-        str(session.python),
+        "--python",  # the session's interpreter: uv must not fetch one of its own
+        "python",
         "--no-header",
         "--no-annotate",
         "--quiet",
