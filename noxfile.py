@@ -38,6 +38,7 @@ _IMPORT_EVERY_MODULE = (
 def _declared_floors(extra: str) -> list[str]:
     """``name==floor`` for each ``>=`` bound that installing ``.[extra]`` brings in."""
     from packaging.requirements import Requirement
+    from packaging.version import Version
 
     with open("pyproject.toml", "rb") as file:
         project = tomllib.load(file)["project"]
@@ -54,12 +55,14 @@ def _declared_floors(extra: str) -> list[str]:
                 groups.extend(requirement.extras)
             else:
                 requirements.append(requirement)
-    floors = {
-        requirement.name: specifier.version
-        for requirement in requirements
-        for specifier in requirement.specifier
-        if specifier.operator == ">="
-    }
+    # Two extras may bound one package (dkim and feedback: cryptography): .[test] installs the
+    # higher floor, so that is the lowest version it can test.
+    floors: dict[str, Version] = {}
+    for requirement in requirements:
+        for specifier in requirement.specifier:
+            if specifier.operator == ">=":
+                floor = Version(specifier.version)
+                floors[requirement.name] = max(floor, floors.get(requirement.name, floor))
     return [f"{name}=={version}" for name, version in sorted(floors.items())]
 
 
