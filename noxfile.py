@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import nox
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # nox itself requires tomli there
+    import tomli as tomllib
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -18,6 +24,90 @@ def tests(session: nox.Session) -> None:
     """The whole test suite (real moto, aiosmtpd, redis-server, uvicorn servers)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+# Every module of the package except __main__ (which would run the CLI).
+_IMPORT_EVERY_MODULE = (
+    "import importlib, pkgutil, asyncmailer\n"
+    "for m in pkgutil.walk_packages(asyncmailer.__path__, 'asyncmailer.'):\n"
+    "    if not m.name.endswith('__main__'):\n"
+    "        importlib.import_module(m.name)"
+)
+
+
+def _declared_floors(extra: str) -> list[str]:
+    """``name==floor`` for each ``>=`` bound that installing ``.[extra]`` brings in."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    with open("pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    requirements = [Requirement(text) for text in project["dependencies"]]
+    groups, seen = [extra], set()
+    while groups:
+        group = groups.pop()
+        if group in seen:
+            continue
+        seen.add(group)
+        for text in project["optional-dependencies"][group]:
+            requirement = Requirement(text)
+            if requirement.name == project["name"]:  # asyncmailer[all]: more groups
+                groups.extend(requirement.extras)
+            else:
+                requirements.append(requirement)
+    # Two extras may bound one package (dkim and feedback: cryptography): .[test] installs the
+    # higher floor, so that is the lowest version it can test.
+    floors: dict[str, Version] = {}
+    for requirement in requirements:
+        for specifier in requirement.specifier:
+            if specifier.operator == ">=":
+                floor = Version(specifier.version)
+                floors[requirement.name] = max(floor, floors.get(requirement.name, floor))
+    return [f"{name}=={version}" for name, version in sorted(floors.items())]
+
+
+@nox.session(python="3.10")
+def tests_lowest(session: nox.Session) -> None:
+    """The whole suite with every dependency at the lowest version pyproject.toml allows.
+
+    Each ``>=`` floor of the runtime dependencies, every extra and the test tools is pinned
+    exactly (read from pyproject.toml at session time, so a raised or added floor is tested the
+    moment it is declared); ``uv pip compile`` resolves the rest to the newest release compatible
+    with those pins, as a user's fresh install would. A floor that cannot be installed with the
+    others fails the resolution here, naming the conflict. botocore follows from aiobotocore's
+    own narrow pin (2.13.0 allows botocore <1.34.107), so nothing backtracks. The installed
+    versions are printed so a log shows what was tested.
+    """
+    session.install("uv")
+    tmp = session.create_tmp()
+    floors = os.path.join(tmp, "floors.txt")
+    with open(floors, "w") as file:
+        file.write("\n".join(_declared_floors("test")) + "\n")
+    constraints = os.path.join(tmp, "constraints-lowest.txt")
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "--extra",
+        "test",
+        "--constraint",
+        floors,
+        "--resolution",
+        "lowest-direct",
+        "--python",  # the session's interpreter: uv must not fetch one of its own
+        "python",
+        "--no-header",
+        "--no-annotate",
+        "--quiet",
+        "--output-file",
+        constraints,
+    )
+    session.install("-c", constraints, "-e", ".[test]")
+    session.run("python", "-m", "pip", "freeze", "--exclude-editable")
+    # A deprecation the oldest releases raise at import time would surface in users' -W error runs.
+    session.run("python", "-W", "error", "-c", _IMPORT_EVERY_MODULE)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -567,9 +567,13 @@ def test_bulk_html_is_autoescaped_and_templates_are_sandboxed(
         capsys, *base, "--template", str(tmp_path / "body.html"), "--results", str(results)
     )
     assert code == 0
-    bodies = [m.email_message().get_body(("html",)).get_content() for m in endpoint.messages()]  # type: ignore[union-attr]
-    assert bodies[0].startswith("<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>")
-    assert bodies[1].startswith("<p>{{ 7 * 7 }}</p>")  # values are data, never templates
+    # Rows are sent concurrently: the order the endpoint received them in is not the CSV's.
+    bodies = {
+        m.destinations[0]: m.email_message().get_body(("html",)).get_content()  # type: ignore[union-attr]
+        for m in endpoint.messages()
+    }
+    assert bodies["a@example.org"].startswith("<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>")
+    assert bodies["b@example.org"].startswith("<p>{{ 7 * 7 }}</p>")  # data, never a template
     endpoint.reset()
     evil_results = tmp_path / "evil.csv"
     code, out, _ = run(
