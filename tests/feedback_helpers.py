@@ -18,7 +18,7 @@ from typing import Any
 
 import trustme
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -429,17 +429,18 @@ class LoopbackResolver(AbstractResolver):
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    ) -> list[dict[str, Any]]:
+        # Plain dicts: aiohttp's ResolveResult TypedDict only exists from 3.10 on.
         self.asked.append(host)
         return [
-            ResolveResult(
-                hostname=host,
-                host="127.0.0.1",
-                port=self.port,
-                family=socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": self.port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
         ]
 
     async def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 
 import asyncmailer.feedback as feedback
 from asyncmailer.errors import MailError, MessageError
@@ -68,6 +69,8 @@ def test_all_is_pinned() -> None:
 def test_public_classes_and_functions_are_documented() -> None:
     for name in EXPECTED:
         obj = getattr(feedback, name)
+        if typing.get_origin(obj) is not None:
+            continue  # a type alias (on 3.10 inspect.isclass() is true for Callable[...])
         if inspect.isclass(obj) or inspect.isfunction(obj):
             assert inspect.getdoc(obj), name
 
