@@ -523,6 +523,7 @@ class RedisRateLimiter(RateLimiter):
         locked = True
         try:
             if loop.time() >= self._next_probe:
+                asked_at = loop.time()
                 try:
                     reply = await self._call("acquire", weight)
                 except self._errors as exc:
@@ -539,7 +540,11 @@ class RedisRateLimiter(RateLimiter):
                         raise RateLimiterError(
                             f"no rate is known for key {self.key!r}: pass rate= or call set_rate()"
                         )
-                    deadline = loop.time() + int(reply[1]) / 1e6
+                    # The reserved start in this process's clock, counted from when we
+                    # asked: the script ran after that, so the grant looks, if anything,
+                    # older than it is (a reply this process was slow to read does not
+                    # make a grant look younger).
+                    deadline = asked_at + int(reply[1]) / 1e6
                     try:
                         # Hand the queue to the next caller shortly before our start, so
                         # that its round trip overlaps our wait instead of following it.
