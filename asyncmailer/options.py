@@ -170,10 +170,19 @@ class AWSClientSettings:
     connect_timeout: float = 10.0
     #: Seconds allowed for SES's answer; past it the outcome is unknown (ambiguous).
     read_timeout: float = 30.0
+    #: TLS certificate checks, passed to botocore as ``verify``: None (botocore's CA
+    #: bundle, or ``AWS_CA_BUNDLE``), a path to a CA bundle, or False (no check: never
+    #: against AWS).
+    verify: bool | str | None = None
 
     def __post_init__(self) -> None:
         _positive_number("connect_timeout", self.connect_timeout)
         _positive_number("read_timeout", self.read_timeout)
+        if self.verify is not None and not isinstance(self.verify, (bool, str)):
+            raise ConfigurationError(
+                f"verify must be None, a bool or a CA bundle path, not {self.verify!r}",
+                option="verify",
+            )
         if self.credentials is not None and not isinstance(self.credentials, Credentials):
             raise ConfigurationError(
                 f"credentials must be Credentials, not {type(self.credentials).__name__}",

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -68,6 +69,10 @@ class SESEndpoint:
     no foreign ``Origin``, and whose ``POST`` bodies are ``application/json``: a web page
     the developer visits can neither reconfigure it nor read its messages, even through
     DNS rebinding.
+
+    ``ssl_context`` serves HTTPS instead of HTTP (:attr:`url` then starts with
+    ``https://``), to test clients over TLS; pass the CA to the client
+    (``AWSClientSettings(verify=...)``).
     """
 
     def __init__(
@@ -80,12 +85,15 @@ class SESEndpoint:
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         allowed_hosts: Iterable[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
         **settings: Any,
     ) -> None:
         base = config if config is not None else EndpointConfig()
         self._config = base.replace(**settings) if settings else base
         self._host = host
         self._port = port
+        # TLS for the listening socket (tests of HTTPS clients); None: plain HTTP.
+        self._ssl_context = ssl_context
         self._allowed_hosts = frozenset(
             name.lower().strip("[]") for name in (host, "localhost", *allowed_hosts)
         )
@@ -113,7 +121,9 @@ class SESEndpoint:
             raise TransportStateError(
                 f"the endpoint cannot be started when {self._state}", state=self._state
             )
-        server = HTTPServer(self._app, host=self._host, port=self._port)
+        server = HTTPServer(
+            self._app, host=self._host, port=self._port, ssl_context=self._ssl_context
+        )
         await server.start()
         self._server = server
         self._port = server.port
@@ -194,11 +204,12 @@ class SESEndpoint:
 
     @property
     def url(self) -> str:
-        """``http://host:port``, for ``endpoint_url``."""
+        """``http://host:port`` (``https://`` with ``ssl_context``), for ``endpoint_url``."""
         if self._state == "unopened" and self._port == 0:
             raise TransportStateError("the endpoint has no port before it starts", state="unopened")
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self._port}"
 
     @property
     def config(self) -> EndpointConfig:

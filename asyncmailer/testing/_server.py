@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
@@ -126,7 +127,16 @@ class _Connection(asyncio.Protocol):
 class HTTPServer:
     """Serve ``app`` on ``host:port`` (port 0 picks a free one) with aiohttp."""
 
-    def __init__(self, app: App, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        #: TLS for the listening socket (None: plain HTTP).
+        self.ssl_context = ssl_context
         #: The application callable.
         self.app = app
         #: The address to bind.
@@ -161,7 +171,9 @@ class HTTPServer:
             return _Connection(self, web_server())
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(accept, self.host, self.port, backlog=1024)
+        self._server = await loop.create_server(
+            accept, self.host, self.port, backlog=1024, ssl=self.ssl_context
+        )
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def aclose(self) -> None:

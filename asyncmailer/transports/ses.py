@@ -360,6 +360,7 @@ class SESTransport(Transport):
                     aws_access_key_id=credentials and credentials.access_key_id,
                     aws_secret_access_key=credentials and credentials.secret_access_key,
                     aws_session_token=credentials and credentials.session_token,
+                    verify=settings.verify,
                     config=config,
                 )
             )
