@@ -319,11 +319,11 @@ first second.
 How to read it: `AsyncLimiter(R, 1)` starts with a full bucket, so about 2R − 1 requests
 land in the first second; `AsyncLimiter(1, 1/R)` has no burst but loses every wake-up delay
 and sustains less than R. asyncmailer's limiter keeps at most R units in any window of
-1 s + `margin` ({default_margin * 1000:g} ms), counting each unit from the moment its signed
-request is handed to aiohttp (aiobotocore's `before-send` event), and the units of a
-burst's first second from their answers (those requests may open connections). The
-transport's pacer writes a granted request before any more composing runs; the
-`cooperative=False` row turns the pacer off.
+1 s + `margin` ({default_margin * 1000:g} ms); a grant is valid for `margin` and is checked at
+aiobotocore's `before-send` event, after signing (renewed in place, or asked for again, when
+stale), and the client is warmed up before the first grant. The transport's pacer writes a
+granted request before any more composing runs; the `cooperative=False` row turns the pacer
+off.
 Nodemailer 6
 checks its limit when a message is queued and when a send completes, and releases one
 queued message each time: once the limit has been hit, it is down to about one request in
