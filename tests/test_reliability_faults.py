@@ -443,7 +443,10 @@ async def test_close_with_a_short_drain_reports_the_rest_and_sends_nothing_after
         await eventually(lambda: endpoint.stats().in_flight == 0)
         stats = endpoint.stats()
     assert stats.requests[SEND_ACTION["v1"]] == requests_at_close
-    assert max(stats.send_arrivals) <= closed_at
+    # The endpoint timestamps a request when its handler runs, in the same event loop: a
+    # request written before aclose() returned may be read a few ms later on a busy box.
+    # The count above is the exact check (nothing arrives after the drain).
+    assert max(stats.send_arrivals) <= closed_at + 0.05
     counts = stored_counts(endpoint)
     reported: dict[str | None, BaseException] = dict(info.value.failures)
     kinds: collections.Counter[str] = collections.Counter()
