@@ -116,8 +116,12 @@ class SESEndpoint:
                 f"the endpoint cannot be started when {self._state}", state=self._state
             )
         server = HTTPServer(self._app, host=self._host, port=self._port)
-        await server.start()
-        self._simulator.start(self._config)
+        self._simulator.start(self._config)  # before the first request can arrive
+        try:
+            await server.start()
+        except BaseException:
+            await self._simulator.aclose(0)
+            raise
         self._server = server
         self._port = server.port
         self._state = "open"
