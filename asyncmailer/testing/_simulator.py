@@ -4,15 +4,15 @@ Sending to ``success@``, ``bounce@``, ``ooto@``, ``complaint@`` or
 ``suppressionlist@simulator.amazonses.com`` (labels such as ``bounce+order-7@`` included)
 makes the endpoint produce the events SES produces for them:
 
-==================  =============================================================
-address             events
-==================  =============================================================
-``success@``        ``Delivery``
-``bounce@``         ``Bounce`` (``Permanent``/``General``, ``smtp; 550 5.1.1``)
-``ooto@``           ``Delivery``, and an out-of-office reply to the sender
-``complaint@``      ``Delivery``, then ``Complaint`` (``abuse``)
+====================  ===========================================================
+address               events
+====================  ===========================================================
+``success@``          ``Delivery``
+``bounce@``           ``Bounce`` (``Permanent``/``General``, ``smtp; 550 5.1.1``)
+``ooto@``             ``Delivery``, and an out-of-office reply to the sender
+``complaint@``        ``Delivery``, then ``Complaint`` (``abuse``)
 ``suppressionlist@``  ``Bounce`` (``Permanent``/``OnAccountSuppressionList``)
-==================  =============================================================
+====================  ===========================================================
 
 Each event is an SES notification (``notificationType``) or an event-publishing record
 (``eventType``), wrapped in an SNS ``Notification`` envelope signed with a test RSA key
@@ -617,14 +617,19 @@ class Simulator:
     # ------------------------------------------------------------------------ lifecycle
 
     def start(self, config: EndpointConfig) -> None:
-        """Create the queue and the workers in the running loop."""
+        """Create the queue in the running loop (the workers start with the first event)."""
         self._queue = asyncio.Queue(maxsize=config.publish_queue_size)
         self._stack = contextlib.AsyncExitStack()
         self._sqs_lock = asyncio.Lock()
-        self._tasks = [
-            asyncio.get_running_loop().create_task(self._work(), name="asyncmailer-simulator")
-            for _ in range(self._workers)
-        ]
+
+    def _start_workers(self) -> None:
+        # Only an endpoint that publishes runs tasks of its own.
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._work(), name="asyncmailer-simulator")
+                for _ in range(self._workers)
+            ]
 
     async def aclose(self, timeout: float) -> None:
         """Let queued events go out for up to ``timeout`` seconds, then stop."""
@@ -678,6 +683,7 @@ class Simulator:
                 item.sns_status = "pending"
             if config.sqs_queue_url is not None:
                 item.sqs_status = "pending"
+            self._start_workers()
             try:
                 queue.put_nowait((item, config))
             except asyncio.QueueFull:
