@@ -402,7 +402,7 @@ class SESEndpoint:
             if name == "events" and method == "GET":
                 return _json_response([event.to_json() for event in self.events()])
             if name == "simulator-certificate" and method == "GET":
-                return _json_response({"pem": simulator_certificate().decode("ascii")})
+                return self._simulator_certificate()
             if name == "config" and method == "GET":
                 return _json_response(self._config.to_json())
             if name == "config" and method == "POST":
@@ -415,6 +415,13 @@ class SESEndpoint:
         except ValueError as exc:
             return _json_response({"message": str(exc)}, status=400)
         return _json_response({"message": f"no control resource {method} {request.path}"}, 404)
+
+    async def _simulator_certificate(self) -> Response:
+        try:  # the first call makes an RSA key: not on the event loop
+            pem = await asyncio.get_running_loop().run_in_executor(None, simulator_certificate)
+        except ConfigurationError as exc:
+            return _json_response({"message": str(exc), "option": exc.option}, status=400)
+        return _json_response({"pem": pem.decode("ascii")})
 
     def _reset_json(self) -> dict[str, bool]:
         self.reset()
