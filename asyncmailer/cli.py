@@ -39,6 +39,20 @@ __all__ = ["DemoResult", "build_parser", "main", "run_demo"]
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    if args.feedback:
+        try:
+            import aiohttp  # noqa: F401
+            import cryptography  # noqa: F401
+        except ImportError:
+            raise CLIError(
+                "demo --feedback needs the feedback extra (cryptography, aiohttp)",
+                hint="pip install 'asyncmailer[feedback]'",
+                code=EXIT_USAGE,
+            ) from None
+        from asyncmailer._cli._demo_feedback import format_feedback_demo, run_feedback_demo
+
+        echo(format_feedback_demo(await run_feedback_demo(api=args.api)))
+        return 0
     demo = await run_demo(args.out, api=args.api)
     echo(format_demo(demo))
     return 0
@@ -68,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, metavar="DIR", help="where the .eml goes (default: a new temp dir)"
     )
     demo.add_argument("--api", choices=("v1", "v2"), default="v2", help="SES API (default v2)")
+    demo.add_argument(
+        "--feedback",
+        action="store_true",
+        help="instead: send to SES's bounce simulator, receive the signed event on a local "
+        "webhook, suppress the address and see the next send refused (feedback extra)",
+    )
     demo.set_defaults(handler=_demo)
     _send.add_parser(commands.add_parser)
     _account.add_parsers(commands.add_parser)

@@ -6,6 +6,10 @@
 - ``POST /welcome/later`` answers 202 at once and sends from a task the app keeps track
   of. The task logs failures; at shutdown the context waits for these tasks, then closes
   the transport, which drains whatever is still pending.
+- ``POST /hooks/sns`` is the SNS webhook (:func:`~asyncmailer.feedback.sns_handler`): it
+  verifies each notification's signature and adds permanent bounces and complaints to a
+  suppression list (:func:`~asyncmailer.feedback.apply_to`); both welcome routes refuse
+  (422) an address on that list before anything is sent.
 - Configuration comes from environment variables (the same as ``fastapi_app.py``).
 
 Run it against the local SES endpoint, no AWS account needed::
@@ -13,6 +17,10 @@ Run it against the local SES endpoint, no AWS account needed::
     python -m asyncmailer.testing --port 8025 &
     ASYNCMAILER_SES_ENDPOINT_URL=http://127.0.0.1:8025 AWS_ACCESS_KEY_ID=x \\
         AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1 python aiohttp_app.py
+
+With ``--sns-subscriber http://127.0.0.1:8080/hooks/sns`` on the endpoint and
+``ASYNCMAILER_SNS_SIMULATOR=1`` here, mail to ``bounce@simulator.amazonses.com`` comes back
+as a signed Bounce, and the next welcome to that address is refused.
 """
 
 from __future__ import annotations
@@ -22,13 +30,22 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from email.utils import getaddresses
 from html import escape
 from typing import Literal
 
 from aiohttp import web
 
-from asyncmailer import Limits, Message, SESTransport, Transport
+from asyncmailer import Limits, Message, SendResult, SESTransport, Transport
 from asyncmailer.errors import DeliveryError, MailError, MessageError, Outcome, UndeliveredError
+from asyncmailer.feedback import (
+    CertificateResolver,
+    MemorySuppressionList,
+    SuppressionList,
+    apply_to,
+    check_suppression,
+    sns_handler,
+)
 
 logger = logging.getLogger("examples.mail")
 
@@ -51,6 +68,12 @@ class Settings:
     max_connections: int = 10
     #: ``ASYNCMAILER_DRAIN_TIMEOUT``: seconds shutdown waits for pending sends.
     drain_timeout: float = 30.0
+    #: ``ASYNCMAILER_SNS_TOPIC_ARNS`` (comma-separated): the topics the webhook accepts and
+    #: confirms subscriptions to. Empty: any topic's notifications, no confirmation.
+    sns_topic_arns: tuple[str, ...] = ()
+    #: ``ASYNCMAILER_SNS_SIMULATOR=1``: trust the test certificate of the local SES endpoint
+    #: at ``endpoint_url`` instead of AWS's (the local endpoint's events; never production).
+    sns_simulator: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -67,12 +90,29 @@ class Settings:
             sending_rate="auto" if rate == "auto" else (float(rate) if rate else None),
             max_connections=int(environ.get("ASYNCMAILER_MAX_CONNECTIONS", "10")),
             drain_timeout=float(environ.get("ASYNCMAILER_DRAIN_TIMEOUT", "30")),
+            sns_topic_arns=tuple(
+                arn.strip()
+                for arn in environ.get("ASYNCMAILER_SNS_TOPIC_ARNS", "").split(",")
+                if arn.strip()
+            ),
+            sns_simulator=environ.get("ASYNCMAILER_SNS_SIMULATOR", "") in ("1", "true", "yes"),
         )
+
+    def sns_resolver(self) -> CertificateResolver | None:
+        """Where the webhook gets signing certificates: AWS (None), or the local endpoint."""
+        if not self.sns_simulator:
+            return None
+        if self.endpoint_url is None:
+            raise ValueError("ASYNCMAILER_SNS_SIMULATOR needs ASYNCMAILER_SES_ENDPOINT_URL")
+        from asyncmailer.testing import simulator_resolver
+
+        return simulator_resolver(self.endpoint_url)
 
 
 SETTINGS = web.AppKey("settings", Settings)
 TRANSPORT = web.AppKey("transport", Transport)
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
+SUPPRESSION = web.AppKey("suppression", SuppressionList)
 
 
 async def mail_context(app: web.Application) -> AsyncIterator[None]:
@@ -115,19 +155,35 @@ def welcome_message(settings: Settings, data: Mapping[str, str]) -> Message:
     )
 
 
-async def send_logged(transport: Transport, message: Message) -> None:
+async def send_checked(
+    transport: Transport, suppression: SuppressionList, message: Message, to: str
+) -> SendResult:
+    """Send, unless recipient ``to`` bounced or complained before (``SuppressedRecipientError``).
+
+    The check runs before any request to SES: a suppressed address costs nothing and does
+    not count against the account's bounce and complaint rates.
+    """
+    recipients = [address for _, address in getaddresses([to]) if address] or [to]
+    await check_suppression(suppression, recipients, policy="fail")
+    return await transport.send_mail(message)
+
+
+async def send_logged(
+    transport: Transport, suppression: SuppressionList, message: Message, to: str
+) -> None:
     """A background job: send, and log the outcome (the response is gone already)."""
     try:
-        result = await transport.send_mail(message)
+        result = await send_checked(transport, suppression, message, to)
     except MailError:
-        logger.exception("background email to %s failed", message.to)
+        logger.exception("background email to %s failed", to)
     else:
-        logger.info("background email to %s sent: %s", message.to, result.message_id)
+        logger.info("background email to %s sent: %s", to, result.message_id)
 
 
-def send_in_background(app: web.Application, message: Message) -> None:
+def send_in_background(app: web.Application, message: Message, to: str) -> None:
     """Start ``send_logged`` as a task the app keeps (and waits for at shutdown)."""
-    task = asyncio.get_running_loop().create_task(send_logged(app[TRANSPORT], message))
+    job = send_logged(app[TRANSPORT], app[SUPPRESSION], message, to)
+    task = asyncio.get_running_loop().create_task(job)
     app[BACKGROUND].add(task)
     task.add_done_callback(app[BACKGROUND].discard)
 
@@ -154,9 +210,11 @@ def _error(exc: MailError) -> web.Response:
 
 async def welcome(request: web.Request) -> web.Response:
     """Send the welcome message and answer with its Message-ID."""
-    message = welcome_message(request.app[SETTINGS], await _body(request))
+    data = await _body(request)
+    message = welcome_message(request.app[SETTINGS], data)
+    app = request.app
     try:
-        result = await request.app[TRANSPORT].send_mail(message)
+        result = await send_checked(app[TRANSPORT], app[SUPPRESSION], message, data["to"])
     except MailError as exc:
         return _error(exc)
     return web.json_response({"message_id": result.message_id, "ses_id": result.response})
@@ -164,18 +222,36 @@ async def welcome(request: web.Request) -> web.Response:
 
 async def welcome_later(request: web.Request) -> web.Response:
     """Answer 202 at once; the message is sent in the background."""
-    message = welcome_message(request.app[SETTINGS], await _body(request))
-    send_in_background(request.app, message)
+    data = await _body(request)
+    send_in_background(request.app, welcome_message(request.app[SETTINGS], data), data["to"])
     return web.json_response({"queued": True}, status=202)
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
-    """The application; ``settings`` default to :meth:`Settings.from_env`."""
+def create_app(
+    settings: Settings | None = None, *, suppression: SuppressionList | None = None
+) -> web.Application:
+    """The application; ``settings`` default to :meth:`Settings.from_env`.
+
+    ``suppression`` defaults to a :class:`MemorySuppressionList` (one process); give every
+    worker the same :class:`~asyncmailer.feedback.RedisSuppressionList` in production.
+    """
+    config = settings or Settings.from_env()
     app = web.Application()
-    app[SETTINGS] = settings or Settings.from_env()
+    app[SETTINGS] = config
+    app[SUPPRESSION] = suppression if suppression is not None else MemorySuppressionList()
     app.cleanup_ctx.append(mail_context)
     app.router.add_post("/welcome", welcome)
     app.router.add_post("/welcome/later", welcome_later)
+    # SES → SNS → here: verified, then permanent bounces and complaints are suppressed.
+    app.router.add_post(
+        "/hooks/sns",
+        sns_handler(
+            apply_to(app[SUPPRESSION]),
+            topic_arns=config.sns_topic_arns or None,
+            confirm_subscriptions=bool(config.sns_topic_arns),
+            resolver=config.sns_resolver(),
+        ),
+    )
     return app
 
 

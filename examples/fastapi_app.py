@@ -6,6 +6,10 @@
 - ``POST /welcome/later`` answers 202 at once and sends from a ``BackgroundTasks`` job. The
   job logs failures (nobody else would see them); at shutdown uvicorn waits for running
   jobs, then the lifespan closes the transport, which drains whatever is still pending.
+- ``POST /hooks/sns`` is the SNS webhook (:func:`~asyncmailer.feedback.sns_router`): it
+  verifies each notification's signature and adds permanent bounces and complaints to a
+  suppression list (:func:`~asyncmailer.feedback.apply_to`); both welcome routes refuse
+  (422) an address on that list before anything is sent.
 - Configuration comes from environment variables (see :class:`Settings`).
 
 Run it against the local SES endpoint, no AWS account needed::
@@ -15,6 +19,13 @@ Run it against the local SES endpoint, no AWS account needed::
         AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1 uvicorn fastapi_app:app
     curl -XPOST localhost:8000/welcome -H 'content-type: application/json' \\
         -d '{"to": "ada@example.org", "name": "Ada"}'
+
+And close the bounce loop: let the endpoint publish the mailbox simulator's events to the
+webhook, and trust its test certificate (``ASYNCMAILER_SNS_SIMULATOR=1``)::
+
+    python -m asyncmailer.testing --port 8025 --sns-subscriber http://127.0.0.1:8000/hooks/sns &
+    ASYNCMAILER_SNS_SIMULATOR=1 ASYNCMAILER_SES_ENDPOINT_URL=... uvicorn fastapi_app:app
+    curl ... -d '{"to": "bounce@simulator.amazonses.com", "name": "B"}'   # 200, then 422
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from email.utils import getaddresses
 from html import escape
 from typing import Annotated, Any, Literal
 
@@ -31,8 +43,16 @@ from fastapi import BackgroundTasks, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from asyncmailer import Limits, Message, SESTransport, Transport
+from asyncmailer import Limits, Message, SendResult, SESTransport, Transport
 from asyncmailer.errors import DeliveryError, MailError, MessageError, Outcome, UndeliveredError
+from asyncmailer.feedback import (
+    CertificateResolver,
+    MemorySuppressionList,
+    SuppressionList,
+    apply_to,
+    check_suppression,
+    sns_router,
+)
 
 logger = logging.getLogger("examples.mail")
 
@@ -56,6 +76,12 @@ class Settings:
     max_connections: int = 10
     #: ``ASYNCMAILER_DRAIN_TIMEOUT``: seconds shutdown waits for pending sends.
     drain_timeout: float = 30.0
+    #: ``ASYNCMAILER_SNS_TOPIC_ARNS`` (comma-separated): the topics the webhook accepts and
+    #: confirms subscriptions to. Empty: any topic's notifications, no confirmation.
+    sns_topic_arns: tuple[str, ...] = ()
+    #: ``ASYNCMAILER_SNS_SIMULATOR=1``: trust the test certificate of the local SES endpoint
+    #: at ``endpoint_url`` instead of AWS's (the local endpoint's events; never production).
+    sns_simulator: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -72,7 +98,23 @@ class Settings:
             sending_rate="auto" if rate == "auto" else (float(rate) if rate else None),
             max_connections=int(environ.get("ASYNCMAILER_MAX_CONNECTIONS", "10")),
             drain_timeout=float(environ.get("ASYNCMAILER_DRAIN_TIMEOUT", "30")),
+            sns_topic_arns=tuple(
+                arn.strip()
+                for arn in environ.get("ASYNCMAILER_SNS_TOPIC_ARNS", "").split(",")
+                if arn.strip()
+            ),
+            sns_simulator=environ.get("ASYNCMAILER_SNS_SIMULATOR", "") in ("1", "true", "yes"),
         )
+
+    def sns_resolver(self) -> CertificateResolver | None:
+        """Where the webhook gets signing certificates: AWS (None), or the local endpoint."""
+        if not self.sns_simulator:
+            return None
+        if self.endpoint_url is None:
+            raise ValueError("ASYNCMAILER_SNS_SIMULATOR needs ASYNCMAILER_SES_ENDPOINT_URL")
+        from asyncmailer.testing import simulator_resolver
+
+        return simulator_resolver(self.endpoint_url)
 
     def transport(self) -> SESTransport:
         """The transport these settings describe (not open yet)."""
@@ -105,20 +147,41 @@ def welcome_message(settings: Settings, body: Welcome) -> Message:
     )
 
 
-async def send_logged(transport: Transport, message: Message) -> None:
+async def send_checked(
+    transport: Transport, suppression: SuppressionList, message: Message, to: str
+) -> SendResult:
+    """Send, unless recipient ``to`` bounced or complained before (``SuppressedRecipientError``).
+
+    The check runs before any request to SES: a suppressed address costs nothing and does
+    not count against the account's bounce and complaint rates.
+    """
+    recipients = [address for _, address in getaddresses([to]) if address] or [to]
+    await check_suppression(suppression, recipients, policy="fail")
+    return await transport.send_mail(message)
+
+
+async def send_logged(
+    transport: Transport, suppression: SuppressionList, message: Message, to: str
+) -> None:
     """A background job: send, and log the outcome (the response is gone already)."""
     try:
-        result = await transport.send_mail(message)
+        result = await send_checked(transport, suppression, message, to)
     except MailError:
-        logger.exception("background email to %s failed", message.to)
+        logger.exception("background email to %s failed", to)
     else:
-        logger.info("background email to %s sent: %s", message.to, result.message_id)
+        logger.info("background email to %s sent: %s", to, result.message_id)
 
 
 def get_transport(request: Request) -> Transport:
     """Dependency: the transport the lifespan opened."""
     transport: Transport = request.state.transport
     return transport
+
+
+def get_suppression(request: Request) -> SuppressionList:
+    """Dependency: the suppression list the webhook fills."""
+    suppression: SuppressionList = request.state.suppression
+    return suppression
 
 
 def get_settings(request: Request) -> Settings:
@@ -129,18 +192,26 @@ def get_settings(request: Request) -> Settings:
 
 TransportDep = Annotated[Transport, Depends(get_transport)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SuppressionDep = Annotated[SuppressionList, Depends(get_suppression)]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The application; ``settings`` default to :meth:`Settings.from_env` at startup."""
+def create_app(
+    settings: Settings | None = None, *, suppression: SuppressionList | None = None
+) -> FastAPI:
+    """The application; ``settings`` default to :meth:`Settings.from_env`.
+
+    ``suppression`` defaults to a :class:`MemorySuppressionList` (one process); give every
+    worker the same :class:`~asyncmailer.feedback.RedisSuppressionList` in production.
+    """
+    config = settings or Settings.from_env()
+    suppressed = suppression if suppression is not None else MemorySuppressionList()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        config = settings or Settings.from_env()
         try:
             async with config.transport() as transport:
                 # Lifespan state: every request sees these as request.state.<name>.
-                yield {"transport": transport, "settings": config}
+                yield {"transport": transport, "settings": config, "suppression": suppressed}
             # Leaving the block closed the transport: pending sends were drained first.
         except UndeliveredError as exc:
             # The drain timed out: each sender got (and logged) its own error as well.
@@ -160,17 +231,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
 
     @app.post("/welcome")
-    async def welcome(body: Welcome, transport: TransportDep, config: SettingsDep) -> Any:
-        result = await transport.send_mail(welcome_message(config, body))
+    async def welcome(
+        body: Welcome, transport: TransportDep, config: SettingsDep, suppression: SuppressionDep
+    ) -> Any:
+        message = welcome_message(config, body)
+        result = await send_checked(transport, suppression, message, body.to)
         return {"message_id": result.message_id, "ses_id": result.response}
 
     @app.post("/welcome/later", status_code=202)
     async def welcome_later(
-        body: Welcome, tasks: BackgroundTasks, transport: TransportDep, config: SettingsDep
+        body: Welcome,
+        tasks: BackgroundTasks,
+        transport: TransportDep,
+        config: SettingsDep,
+        suppression: SuppressionDep,
     ) -> Any:
-        tasks.add_task(send_logged, transport, welcome_message(config, body))
+        message = welcome_message(config, body)
+        tasks.add_task(send_logged, transport, suppression, message, body.to)
         return {"queued": True}
 
+    # SES → SNS → here: verified, then permanent bounces and complaints are suppressed.
+    app.include_router(
+        sns_router(
+            apply_to(suppressed),
+            path="/hooks/sns",
+            topic_arns=config.sns_topic_arns or None,
+            confirm_subscriptions=bool(config.sns_topic_arns),
+            resolver=config.sns_resolver(),
+        )
+    )
     return app
 
 

@@ -62,6 +62,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="another host name the control API may be reached by (IP addresses, localhost "
         "and --host always are); repeatable",
     )
+    events = parser.add_argument_group(
+        "mailbox simulator events",
+        "mail to success@, bounce@, ooto@, complaint@ or suppressionlist@"
+        "simulator.amazonses.com produces SES events, published here (needs cryptography: "
+        "pip install 'asyncmailer[feedback]')",
+    )
+    event = events.add_argument
+    event("--sns-subscriber", metavar="URL", help="POST signed SNS envelopes to this URL")
+    event("--sqs-queue-url", metavar="URL", help="send the envelopes to this SQS queue")
+    event("--sqs-endpoint", metavar="URL", help="SQS endpoint of that queue (moto's server)")
+    event("--sqs-raw-delivery", action="store_true", help="send SQS the bare event")
+    event(
+        "--event-style",
+        choices=("notification", "event"),
+        default="notification",
+        help="notificationType (default) or eventType (event publishing) events",
+    )
+    event(
+        "--include-headers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="original headers in mail (default: only for event publishing)",
+    )
+    event("--sns-topic-arn", metavar="ARN", help="TopicArn of the envelopes")
+    event("--signature-version", choices=("1", "2"), default="1", help="SNS SignatureVersion")
+    event("--publish-timeout", type=float, default=5.0, help="seconds per POST / SQS request")
     return parser
 
 
@@ -81,6 +107,15 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "enforce_daily_quota": args.enforce_daily_quota,
         "sending_enabled": not args.paused,
         "sandbox": args.sandbox,
+        "sns_subscriber_url": args.sns_subscriber,
+        "sqs_queue_url": args.sqs_queue_url,
+        "sqs_endpoint_url": args.sqs_endpoint,
+        "sqs_raw_delivery": args.sqs_raw_delivery,
+        "event_style": args.event_style,
+        "include_headers": args.include_headers,
+        "sns_topic_arn": args.sns_topic_arn,
+        "sns_signature_version": args.signature_version,
+        "publish_timeout": args.publish_timeout,
     }
     if args.verified is not None:
         settings["verified_identities"] = args.verified

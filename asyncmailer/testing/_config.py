@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from asyncmailer.errors import ConfigurationError
 
@@ -81,6 +82,37 @@ class EndpointConfig:
     #: Largest raw message, in octets, accepted by SESv2 SendEmail.
     max_message_size_v2: int = 40 * 1024 * 1024
 
+    # Mailbox simulator events (see docs/local-ses-endpoint.md, "Mailbox simulator and
+    # events"). Publishing needs ``cryptography`` (the ``feedback`` extra).
+
+    #: URL the signed SNS envelopes are POSTed to, as an SNS HTTP/S subscription does
+    #: (a webhook such as ``sns_handler``). None: no POST.
+    sns_subscriber_url: str | None = None
+    #: SQS queue the envelopes are sent to, as an SNS → SQS subscription delivers them.
+    sqs_queue_url: str | None = None
+    #: Endpoint of that queue's SQS (moto's server); dummy credentials are then used.
+    #: None: AWS, with the default credential chain.
+    sqs_endpoint_url: str | None = None
+    #: SQS gets the bare event, as with SNS raw message delivery, instead of the envelope.
+    sqs_raw_delivery: bool = False
+    #: ``"notification"``: identity notifications (``notificationType``); ``"event"``:
+    #: configuration-set event publishing (``eventType``, with ``mail.tags``).
+    event_style: Literal["notification", "event"] = "notification"
+    #: Put the original headers in ``mail`` (``headers``, ``commonHeaders``). None: as SES
+    #: does, only for event publishing.
+    include_headers: bool | None = None
+    #: ``TopicArn`` of the envelopes. None:
+    #: ``arn:aws:sns:<region>:123456789012:asyncmailer-simulator``.
+    sns_topic_arn: str | None = None
+    #: ``"1"`` (SHA1withRSA, SNS's default) or ``"2"`` (SHA256withRSA).
+    sns_signature_version: Literal["1", "2"] = "1"
+    #: Seconds allowed for each POST or SQS request.
+    publish_timeout: float = 5.0
+    #: Attempts per delivery (5xx answers and failed connections are retried).
+    publish_attempts: int = 3
+    #: Events waiting to be published at most; more are dropped (and marked so).
+    publish_queue_size: int = 1000
+
     def __post_init__(self) -> None:
         for name in _IDENTITY_SETS:
             value: Any = getattr(self, name)
@@ -108,6 +140,36 @@ class EndpointConfig:
             raise ConfigurationError("throttle_rate must be > 0 or None", option="throttle_rate")
         if self.max_recipients < 1:
             raise ConfigurationError("max_recipients must be ≥ 1", option="max_recipients")
+        self._check_publishing()
+
+    def _check_publishing(self) -> None:
+        for name in ("sns_subscriber_url", "sqs_queue_url", "sqs_endpoint_url"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+                raise ConfigurationError(f"{name} must be an http(s) URL", option=name)
+            if not urlsplit(value).hostname:
+                raise ConfigurationError(f"{name} has no host: {value!r}", option=name)
+        if self.event_style not in ("notification", "event"):
+            raise ConfigurationError(
+                "event_style must be 'notification' or 'event'", option="event_style"
+            )
+        if self.sns_signature_version not in ("1", "2"):
+            raise ConfigurationError(
+                "sns_signature_version must be '1' or '2'", option="sns_signature_version"
+            )
+        timeout = self.publish_timeout
+        if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+            raise ConfigurationError("publish_timeout must be > 0", option="publish_timeout")
+        if self.publish_attempts < 1:
+            raise ConfigurationError("publish_attempts must be ≥ 1", option="publish_attempts")
+        if self.publish_queue_size < 1:
+            raise ConfigurationError("publish_queue_size must be ≥ 1", option="publish_queue_size")
+        if self.sns_subscriber_url is not None or self.sqs_queue_url is not None:
+            from asyncmailer.testing._simulator import require_cryptography
+
+            require_cryptography()
 
     def replace(self, **changes: Any) -> EndpointConfig:
         """A copy with ``changes`` applied; unknown names raise :class:`ConfigurationError`."""

@@ -25,6 +25,7 @@ from asyncmailer.testing._account import Account
 from asyncmailer.testing._config import EndpointConfig
 from asyncmailer.testing._server import HTTPServer, Request, Response
 from asyncmailer.testing._ses_api import SESError, v1_error_body, v2_error_body
+from asyncmailer.testing._simulator import Simulator, SimulatorEvent, simulator_certificate
 from asyncmailer.testing._stats import EndpointStats
 from asyncmailer.testing._store import (
     DirectoryStore,
@@ -103,6 +104,7 @@ class SESEndpoint:
         self._account = Account(store=self._store, clock=clock, seed=seed)
         self._v1 = QueryAPI(self._account)
         self._v2 = RestAPI(self._account)
+        self._simulator = Simulator()
         self._server: HTTPServer | None = None
         self._state: Literal["unopened", "open", "closed"] = "unopened"
 
@@ -124,7 +126,12 @@ class SESEndpoint:
         server = HTTPServer(
             self._app, host=self._host, port=self._port, ssl_context=self._ssl_context
         )
-        await server.start()
+        self._simulator.start(self._config)  # before the first request can arrive
+        try:
+            await server.start()
+        except BaseException:
+            await self._simulator.aclose(0)
+            raise
         self._server = server
         self._port = server.port
         self._state = "open"
@@ -135,6 +142,7 @@ class SESEndpoint:
         if self._state == "open" and self._server is not None:
             self._state = "closed"
             await self._server.aclose()
+            await self._simulator.aclose(self._config.publish_timeout)
         self._state = "closed"
 
     async def serve_forever(self) -> None:
@@ -242,6 +250,22 @@ class SESEndpoint:
         """The stored message whose Message-ID header is ``message_id`` (``<>`` optional)."""
         return find_by_message_id(self._store.messages(), message_id)
 
+    def events(self) -> list[SimulatorEvent]:
+        """The mailbox simulator's events, oldest first (see :class:`SimulatorEvent`)."""
+        return self._simulator.events()
+
+    async def wait_for_events(self, timeout: float | None = 10.0) -> list[SimulatorEvent]:
+        """Wait until every simulator event produced so far is published (or has failed).
+
+        Returns :meth:`events`; raises :class:`TimeoutError` after ``timeout`` seconds.
+        Call it from the endpoint's event loop.
+        """
+        try:
+            await self._simulator.wait(timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError("simulator events were still being published") from None
+        return self._simulator.events()
+
     def stats(self) -> EndpointStats:
         """A snapshot of the counters."""
         server = self._server
@@ -254,9 +278,11 @@ class SESEndpoint:
         """Forget messages, counters, rate windows and registered identities; reseed.
 
         Requests in flight stay counted in ``in_flight``. The settings are kept. With
-        ``store_dir`` this deletes the stored files (blocking file I/O).
+        ``store_dir`` this deletes the stored files (blocking file I/O). Simulator events
+        are forgotten too.
         """
         self._account.reset()
+        self._simulator.reset()
 
     # ----------------------------------------------------------------------- dispatching
 
@@ -296,10 +322,21 @@ class SESEndpoint:
         response.delay = delay
         response.on_done = account.request_done
         if record is not None:
+            response.on_done = self._after_accept(record, config)
             if self._store.blocking:
                 return self._store_then(record, response)
             self._store.add(record)
         return response
+
+    def _after_accept(self, record: StoredMessage, config: EndpointConfig) -> Callable[[], None]:
+        """``on_done`` of an accepted send: the mailbox simulator runs once it is answered."""
+        account, simulator = self._account, self._simulator
+
+        def done() -> None:
+            account.request_done()
+            simulator.accepted(record, config)
+
+        return done
 
     async def _store_then(self, record: StoredMessage, response: Response) -> Response:
         try:
@@ -373,6 +410,10 @@ class SESEndpoint:
                     return self._in_thread(self._reset_json)
                 self.reset()
                 return _json_response({"reset": True})
+            if name == "events" and method == "GET":
+                return _json_response([event.to_json() for event in self.events()])
+            if name == "simulator-certificate" and method == "GET":
+                return self._simulator_certificate()
             if name == "config" and method == "GET":
                 return _json_response(self._config.to_json())
             if name == "config" and method == "POST":
@@ -385,6 +426,13 @@ class SESEndpoint:
         except ValueError as exc:
             return _json_response({"message": str(exc)}, status=400)
         return _json_response({"message": f"no control resource {method} {request.path}"}, 404)
+
+    async def _simulator_certificate(self) -> Response:
+        try:  # the first call makes an RSA key: not on the event loop
+            pem = await asyncio.get_running_loop().run_in_executor(None, simulator_certificate)
+        except ConfigurationError as exc:
+            return _json_response({"message": str(exc), "option": exc.option}, status=400)
+        return _json_response({"pem": pem.decode("ascii")})
 
     def _reset_json(self) -> dict[str, bool]:
         self.reset()

@@ -9,6 +9,7 @@ from typing import Any
 
 from asyncmailer.errors import ConfigurationError
 from asyncmailer.testing._config import EndpointConfig
+from asyncmailer.testing._simulator import SimulatorEvent
 from asyncmailer.testing._stats import EndpointStats
 from asyncmailer.testing._store import StoredMessage, find_by_message_id
 
@@ -67,6 +68,19 @@ class RemoteEndpoint:
     def find_by_message_id(self, message_id: str) -> StoredMessage | None:
         """The stored message whose Message-ID header is ``message_id`` (``<>`` optional)."""
         return find_by_message_id(self.messages(), message_id)
+
+    def events(self) -> list[SimulatorEvent]:
+        """The mailbox simulator's events, oldest first."""
+        return [SimulatorEvent.from_json(item) for item in self._call("GET", "events")]
+
+    def simulator_certificate(self) -> bytes:
+        """The PEM certificate that endpoint signs its simulator events with.
+
+        :func:`~asyncmailer.testing.simulator_resolver` with ``endpoint=`` calls this.
+        """
+        data = self._call("GET", "simulator-certificate")
+        pem: str = data["pem"]
+        return pem.encode("ascii")
 
     def reset(self) -> None:
         """Forget messages and counters (see :meth:`SESEndpoint.reset`)."""
