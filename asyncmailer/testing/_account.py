@@ -79,6 +79,10 @@ class Account:
         self._rate_sum = 0
         self._day_window: deque[tuple[float, int]] = deque()
         self._day_sum = 0
+        #: Stored SESv2 templates by name (``_templates.py``).
+        self.templates: dict[str, Any] = {}
+        #: Rendering failures of templated sends (``_templates.py``), oldest first.
+        self.rendering_failures: list[dict[str, str]] = []
         self._seed_rngs()
 
     def _seed_rngs(self) -> None:
@@ -109,6 +113,8 @@ class Account:
             self._rate_sum = 0
             self._day_window.clear()
             self._day_sum = 0
+            self.templates.clear()
+            self.rendering_failures.clear()
             self._seed_rngs()
 
     # --------------------------------------------------------------------------- requests

@@ -256,7 +256,7 @@ class SESEndpoint:
         account = self._account
         request_id, delay = account.request_started(config)
         v2 = request.path.startswith("/v2/")
-        record: StoredMessage | None = None
+        record: StoredMessage | list[StoredMessage] | None = None
         try:
             if v2:
                 response, record = self._v2.handle(request, config, request_id)
@@ -284,7 +284,12 @@ class SESEndpoint:
                 )
         response.delay = delay
         response.on_done = account.request_done
-        if record is not None:
+        if isinstance(record, list):  # SendBulkEmail: one record per accepted entry
+            if self._store.blocking:
+                return self._store_many_then(record, response)
+            for one in record:
+                self._store.add(one)
+        elif record is not None:
             if self._store.blocking:
                 return self._store_then(record, response)
             self._store.add(record)
@@ -297,6 +302,20 @@ class SESEndpoint:
             _log.exception("the local SES endpoint could not store %s", record.message_id)
             response = Response(500, delay=response.delay, on_done=response.on_done)
         return response
+
+    async def _store_many_then(self, records: list[StoredMessage], response: Response) -> Response:
+        for record in records:
+            response = await self._store_then(record, response)
+        return response
+
+    def rendering_failures(self) -> list[dict[str, str]]:
+        """Templated sends SES accepted but could not render (its Rendering Failure events).
+
+        Each is ``{"messageId", "templateName", "errorMessage"}``, oldest first; nothing was
+        stored for them.
+        """
+        with self._account.lock:
+            return list(self._account.rendering_failures)
 
     # ------------------------------------------------------------------------ control API
 

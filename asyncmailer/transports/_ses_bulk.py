@@ -802,7 +802,8 @@ async def send_bulk(
         maxsize=2 * workers_n
     )
     pull_lock = asyncio.Lock()
-    exhausted = False
+    exhausted = False  # the source has no more destinations
+    finished = False  # ... and the end was queued
     carry: list[_Slot] = []
 
     async def next_batch() -> list[_Slot] | None:
@@ -836,15 +837,15 @@ async def send_bulk(
         return slots or None
 
     async def worker() -> None:
-        nonlocal exhausted
+        nonlocal exhausted, finished
         while True:
             async with pull_lock:
-                if exhausted and not carry:
+                if finished:
                     return
                 try:
                     batch = await next_batch()
                 except Exception as exc:
-                    exhausted = True
+                    exhausted = finished = True
                     carry.clear()
                     failed: asyncio.Future[list[SendOutcome]] = loop.create_future()
                     failed.set_exception(exc)
@@ -852,6 +853,7 @@ async def send_bulk(
                     await ordered.put(None)
                     return
                 if batch is None:
+                    finished = True
                     await ordered.put(None)
                     return
                 future: asyncio.Future[list[SendOutcome]] = loop.create_future()
