@@ -586,6 +586,8 @@ def _decide_bulk(
             received_at=received_at,
             records=records,
         )
+        if status != "SUCCESS":
+            account.count_error(status)
         item: dict[str, Any] = {"Status": status}
         if message_id:
             item["MessageId"] = message_id
@@ -661,12 +663,10 @@ def _entry(
             json.loads(data)
         except ValueError:
             return "INVALID_PARAMETER", "", "ReplacementTemplateData is not valid JSON."
-    # Per-entry faults: [throttle | transient failure], as configured per request.
-    draw = account._fault_rng.random()
-    if draw < config.throttle_ratio:
+    # Per-entry fault: throttle_ratio throttles entries one by one (the request-level
+    # faults, drops and 5xx, were drawn once for the whole request).
+    if config.throttle_ratio and account._fault_rng.random() < config.throttle_ratio:
         return "ACCOUNT_THROTTLED", "", "Maximum sending rate exceeded."
-    if draw < config.throttle_ratio + config.server_error_ratio:
-        return "TRANSIENT_FAILURE", "", "Transient failure."
     counters = account.counters
     with account.lock:
         if config.enforce_daily_quota and config.max_24_hour_send >= 0:
