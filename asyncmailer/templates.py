@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formataddr
 from typing import Any, Literal, TypeAlias
@@ -318,6 +318,24 @@ class BulkDestination:
     def data_json(self) -> str | None:
         """``data`` as JSON, or None when the template's data applies."""
         return self._data_json
+
+    def without(self, addresses: Collection[str]) -> BulkDestination:
+        """This destination without the recipients whose addr-spec is in ``addresses``.
+
+        Raises :class:`~asyncmailer.errors.AddressError` when no recipient is left.
+        """
+
+        def keep(values: tuple[str, ...]) -> list[str] | None:
+            return [v for v in values if bare(v) not in addresses] or None
+
+        return BulkDestination(
+            to=keep(self._to),
+            cc=keep(self._cc),
+            bcc=keep(self._bcc),
+            data=self.data,
+            tags=self.tags,
+            headers=self.headers,
+        )
 
     def to_sesv2(self) -> dict[str, Any]:
         """The SESv2 ``BulkEmailEntry`` structure."""

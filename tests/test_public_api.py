@@ -57,6 +57,7 @@ MODULES = [
     "asyncmailer.transports.ses",
     "asyncmailer.limits.redis",
     "asyncmailer.cli",
+    "asyncmailer.templates",
 ]
 
 

@@ -35,7 +35,6 @@ from asyncmailer.testing._ses_api import (
     SESError,
     address_list,
     compose_simple,
-    new_message_id,
 )
 from asyncmailer.testing._store import StoredMessage
 
@@ -526,7 +525,7 @@ def _decide_bulk(
 ) -> dict[str, Any] | None:
     counters = account.counters
     # Request-level faults, drawn as for a single send: [drop before | 5xx | ... | drop after].
-    draw = account._fault_rng.random()
+    draw = account.fault_draw()
     band = config.drop_before_accept_ratio
     if draw < band:
         with account.lock:
@@ -665,27 +664,14 @@ def _entry(
             return "INVALID_PARAMETER", "", "ReplacementTemplateData is not valid JSON."
     # Per-entry fault: throttle_ratio throttles entries one by one (the request-level
     # faults, drops and 5xx, were drawn once for the whole request).
-    if config.throttle_ratio and account._fault_rng.random() < config.throttle_ratio:
+    if config.throttle_ratio and account.fault_draw() < config.throttle_ratio:
         return "ACCOUNT_THROTTLED", "", "Maximum sending rate exceeded."
-    counters = account.counters
-    with account.lock:
-        if config.enforce_daily_quota and config.max_24_hour_send >= 0:
-            account._prune_day(now)
-            if account._day_sum + n > config.max_24_hour_send:
-                return "ACCOUNT_DAILY_QUOTA_EXCEEDED", "", "Daily message quota exceeded."
-        window = account._rate_window
-        while window and window[0][0] + 1.0 <= now:
-            account._rate_sum -= window.popleft()[1]
-        if config.throttle_rate is not None and account._rate_sum + n > config.throttle_rate:
-            return "ACCOUNT_THROTTLED", "", "Maximum sending rate exceeded."
-        window.append((now, n))
-        account._rate_sum += n
-        account._prune_day(now)
-        account._day_window.append((now, n))
-        account._day_sum += n
-        counters.messages_accepted += 1
-        counters.recipients_accepted += n
-        message_id = new_message_id(account._id_rng, int(received_at * 1000))
+    refused = account.admit(config, now, n)
+    if refused == "ACCOUNT_DAILY_QUOTA_EXCEEDED":
+        return refused, "", "Daily message quota exceeded."
+    if refused is not None:
+        return refused, "", "Maximum sending rate exceeded."
+    message_id = account.next_message_id(received_at)
     try:
         parts = render_parts(template, data)
     except RenderingFailure as exc:

@@ -553,14 +553,7 @@ async def _apply_suppression(plan: _Plan, slots: list[_Slot]) -> None:
             slot.destination = None
             slot.weight = 0
             continue
-        kept = BulkDestination(
-            to=[r for r in destination._to if bare(r) not in hit] or None,
-            cc=[r for r in destination._cc if bare(r) not in hit] or None,
-            bcc=[r for r in destination._bcc if bare(r) not in hit] or None,
-            data=destination.data,
-            tags=destination.tags,
-            headers=destination.headers,
-        )
+        kept = destination.without(hit)
         slot.destination = kept
         slot.weight = len(kept.recipients)
 
@@ -679,7 +672,7 @@ def _entries_answered(
     retry: list[_Slot] = []
     longest = 0.0
     released = 0
-    now = transport._loop.time() if transport._loop is not None else plan.started
+    now = asyncio.get_running_loop().time()
     for index, slot in enumerate(todo):
         item = results[index] if index < len(results) else None
         if item is None:
