@@ -666,3 +666,31 @@ async def test_send_bulk_against_moto_fails_each_entry_with_the_request(moto_url
     assert len(outcomes) == 2
     assert all(isinstance(o, (DeliveryError, ConfigurationError)) for o in outcomes)
     assert type(outcomes[0]) is type(outcomes[1])
+
+
+# ------------------------------------------------------------------------------- memory
+
+
+def test_streaming_memory_stays_flat() -> None:
+    """Destinations from an async generator, answered in-process (a before-send handler).
+
+    The normal suite streams 20 000; ``nox -s bulk_memory`` (``ASYNCMAILER_BULK_MEMORY``)
+    streams 1 000 000 and the bound is the issue's: 50 MB of peak RSS growth.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    n = int(os.environ.get("ASYNCMAILER_BULK_MEMORY", "20000"))
+    bench = Path(__file__).resolve().parent.parent / "bench" / "bench_bulk.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--worker", "memory", "--memory", str(n)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["sent"] == n
+    assert result["growth_mb"] <= (50 if n >= 1_000_000 else 20)
