@@ -264,14 +264,14 @@ def main() -> None:
         "nodemailer10": [],
     }
     with _common.endpoint("--latency", "0") as ep:
-        _create_template(ep.url)
         node = "nodemailer10" in _common.node_packages()
         with_node = ["nodemailer10"] if node else []
         message_file = Path("/tmp/bench-bulk-message.json")
         message_file.write_text(_common.message_json())
         for _ in range(args.rounds):
             for name in ["send_mail", "send_bulk", *with_node]:
-                ep.remote.reset() if name != "send_bulk" else None
+                ep.remote.reset()
+                _create_template(ep.url)
                 if name == "nodemailer10":
                     config = {
                         "package": "nodemailer10",

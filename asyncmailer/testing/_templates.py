@@ -20,10 +20,13 @@ tokenises, a stack builds the tree, no code is evaluated.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
 from collections.abc import Sequence
+from email.header import Header
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
 
@@ -34,7 +37,6 @@ from asyncmailer.testing._ses_api import (
     EncodedMessage,
     SESError,
     address_list,
-    compose_simple,
 )
 from asyncmailer.testing._store import StoredMessage
 
@@ -308,18 +310,73 @@ def _compose(
     message_id: str,
     headers: Sequence[tuple[str, str]],
 ) -> bytes:
+    """The MIME message SES would send for a rendered template (built directly: fast).
+
+    The stdlib composer costs ~1 ms a message; a bulk request renders 50. The structure
+    is the same as ``compose_simple``'s: headers, then text, html or both as
+    ``multipart/alternative``; 8-bit text is base64-encoded.
+    """
     subject, text, html = parts
-    return compose_simple(
-        source=source,
-        to=to,
-        cc=cc,
-        reply_to=reply_to,
-        subject=subject,
-        text=text,
-        html=html,
-        message_id=message_id,
-        extra_headers=headers,
-    )
+    lines = []
+    if source:
+        lines.append(f"From: {_header(source)}")
+    if to:
+        lines.append(f"To: {_header(', '.join(to))}")
+    if cc:
+        lines.append(f"Cc: {_header(', '.join(cc))}")
+    if reply_to:
+        lines.append(f"Reply-To: {_header(', '.join(reply_to))}")
+    lines.append(f"Subject: {_header(subject)}")
+    lines.append(f"Date: {formatdate(usegmt=True)}")
+    lines.append(f"Message-ID: <{message_id}@email.amazonses.com>")
+    for name, value in headers:
+        if _BAD_HEADER.search(name + value):
+            raise SESError.invalid(f"Invalid header {name!r}.")
+        lines.append(f"{name}: {_header(value)}")
+    lines.append("MIME-Version: 1.0")
+    bodies = [(kind, part) for kind, part in (("plain", text), ("html", html)) if part is not None]
+    if not bodies:
+        bodies = [("plain", "")]
+    if len(bodies) == 1:
+        kind, part = bodies[0]
+        lines.extend(_part(kind, part))
+    else:
+        boundary = f"=_asyncmailer_{message_id}"
+        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        lines.append("")
+        for kind, part in bodies:
+            lines.append(f"--{boundary}")
+            lines.extend(_part(kind, part))
+        lines.append(f"--{boundary}--")
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+_BAD_HEADER = re.compile(r"[\r\n\x00]")
+
+
+def _header(value: str) -> str:
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode()
+
+
+def _part(kind: str, body: str) -> list[str]:
+    normal = body.replace("\r\n", "\n").replace("\r", "\n")
+    if normal.isascii() and all(len(line) <= 998 for line in normal.split("\n")):
+        return [
+            f'Content-Type: text/{kind}; charset="utf-8"',
+            "Content-Transfer-Encoding: 7bit",
+            "",
+            normal.replace("\n", "\r\n"),
+        ]
+    data = normal.replace("\n", "\r\n").encode("utf-8")
+    encoded = base64.encodebytes(data).decode("ascii").replace("\n", "\r\n").rstrip("\r\n")
+    return [
+        f'Content-Type: text/{kind}; charset="utf-8"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        encoded,
+    ]
 
 
 def record_failure(account: Account, message_id: str, error: str, template: str = "") -> None:
