@@ -694,3 +694,34 @@ def test_streaming_memory_stays_flat() -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["sent"] == n
     assert result["growth_mb"] <= (50 if n >= 1_000_000 else 20)
+
+
+async def test_close_during_a_bulk_send_reports_each_destination_truthfully() -> None:
+    async with SESEndpoint(latency=0.5) as endpoint:
+        ses = transport(endpoint, drain_timeout=0.1, max_connections=1)
+        await ses.__aenter__()
+        await ses.create_template("t", TemplateContent(subject="s", text="b"))
+        outcomes: list[Any] = []
+
+        async def consume() -> None:
+            async with contextlib.aclosing(
+                ses.send_bulk(
+                    SESTemplate(name="t"),
+                    [f"u{i}@example.com" for i in range(100)],
+                    from_=SENDER,
+                    concurrency=2,
+                )
+            ) as stream:
+                async for outcome in stream:
+                    outcomes.append(outcome)
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.2)  # the first request is in flight, the second waits
+        from asyncmailer.errors import SendAbortedError, UndeliveredError
+
+        with pytest.raises(UndeliveredError):
+            await ses.aclose()
+        await task
+    assert len(outcomes) == 100
+    assert all(isinstance(o, DeliveryUnknownError) for o in outcomes[:50])
+    assert all(isinstance(o, SendAbortedError) for o in outcomes[50:])
