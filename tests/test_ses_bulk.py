@@ -725,3 +725,28 @@ async def test_close_during_a_bulk_send_reports_each_destination_truthfully() ->
     assert len(outcomes) == 100
     assert all(isinstance(o, DeliveryUnknownError) for o in outcomes[:50])
     assert all(isinstance(o, SendAbortedError) for o in outcomes[50:])
+
+
+async def test_a_stale_grant_is_checked_at_before_send_and_asked_again() -> None:
+    """The grant check runs on before-send.sesv2.SendBulkEmail: nothing leaves on a stale one."""
+    from asyncmailer.limits import LocalRateLimiter
+
+    stalls = [0.05]
+
+    async def stall(**_: Any) -> None:
+        if stalls:
+            await asyncio.sleep(stalls.pop())  # the grant goes stale after signing
+
+    async with (
+        SESEndpoint() as endpoint,
+        transport(endpoint, rate_limiter=LocalRateLimiter(100, margin=0.01)) as ses,
+    ):
+        await ses.create_template("t", TemplateContent(subject="s", text="b"))
+        ses.client.meta.events.register("before-send.sesv2.SendBulkEmail", stall)
+        outcomes = await collect(
+            ses.send_bulk(SESTemplate(name="t"), ["a@example.com", "b@example.com"], from_=SENDER)
+        )
+        assert ses.stale_grants == 1
+    assert all(isinstance(o, SendResult) and o.attempts == 1 for o in outcomes)
+    assert endpoint.stats().requests["sesv2:SendBulkEmail"] == 1
+    assert len(endpoint.messages()) == 2

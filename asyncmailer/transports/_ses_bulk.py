@@ -299,11 +299,11 @@ def _options(transport: SESTransport, ses: Mapping[str, Any] | None) -> dict[str
 
 
 class _BulkHook:
-    """The grant check on ``before-send.sesv2.SendBulkEmail``, registered while bulk sends run."""
+    """The grant check on ``before-send.sesv2.SendBulkEmail``, registered while one
+    ``send_bulk`` call runs (and removed after it: a client passed in outlives it)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.users = 0
         self.event = (
             f"before-send.{client.meta.service_model.service_id.hyphenize()}.{_BULK_OPERATION}"
         )
@@ -314,24 +314,10 @@ class _BulkHook:
         check_grant()
 
     def __enter__(self) -> None:
-        if not self.users:
-            self.client.meta.events.register(self.event, self._check, unique_id=self.unique_id)
-        self.users += 1
+        self.client.meta.events.register(self.event, self._check, unique_id=self.unique_id)
 
     def __exit__(self, *exc: object) -> None:
-        self.users -= 1
-        if not self.users:
-            self.client.meta.events.unregister(self.event, unique_id=self.unique_id)
-
-
-_HOOKS: dict[int, _BulkHook] = {}
-
-
-def _hook(client: Any) -> _BulkHook:
-    hook = _HOOKS.get(id(client))
-    if hook is None or hook.client is not client:
-        hook = _HOOKS[id(client)] = _BulkHook(client)
-    return hook
+        self.client.meta.events.unregister(self.event, unique_id=self.unique_id)
 
 
 # -------------------------------------------------------------------------- one request
@@ -861,7 +847,7 @@ async def send_bulk(
                 raise
             future.set_result(outcomes)
 
-    hook = _hook(transport.client)
+    hook = _BulkHook(transport.client)
     done = 0
     with hook:
         tasks = [loop.create_task(worker()) for _ in range(workers_n)]
