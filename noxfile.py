@@ -251,3 +251,19 @@ def fuzz(session: nox.Session) -> None:
         *[p for p in ("tests/test_send_properties.py",) if os.path.exists(p)],
         env={"HYPOTHESIS_PROFILE": "long"},
     )
+
+
+@nox.session(python="3.11")
+def bulk_memory(session: nox.Session) -> None:
+    """send_bulk streaming 1 000 000 destinations: peak RSS growth must stay under 50 MB."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/test_ses_bulk.py",
+        "-k",
+        "memory",
+        *session.posargs,
+        env={"ASYNCMAILER_BULK_MEMORY": "1000000"},
+    )

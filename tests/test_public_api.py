@@ -68,6 +68,7 @@ MODULES = [
     "asyncmailer.transports.ses",
     "asyncmailer.limits.redis",
     "asyncmailer.cli",
+    "asyncmailer.templates",
 ]
 
 

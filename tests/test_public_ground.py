@@ -32,6 +32,13 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("testing/_ses_api.py", "_form"),
         ("testing/_ses_api.py", "_decoded"),
         ("testing/_ses_api.py", "_head"),
+        # SES templated and bulk sends run through the Transport's own send machinery
+        # (slot → gate → grant, drain book-keeping, retry randomness, option checks).
+        ("transports/_ses_bulk.py", "_check_open"),
+        ("transports/_ses_bulk.py", "_gated"),
+        ("transports/_ses_bulk.py", "_tracked"),
+        ("transports/_ses_bulk.py", "_merge_options"),
+        ("transports/_ses_bulk.py", "_rng"),
     }
 )
 

@@ -49,7 +49,8 @@ from asyncmailer.errors import (
 )
 from asyncmailer.message import Attachment, Message
 from asyncmailer.result import SendResult
-from asyncmailer.transports import Transport
+from asyncmailer.templates import BulkDestination, SESTemplate
+from asyncmailer.transports import SESTransport, Transport
 
 __all__ = [
     "BulkSummary",
@@ -265,9 +266,10 @@ def _domain(sender: str) -> str:
 async def run_bulk(
     transport: Transport,
     rows: CSVRows,
-    templates: Templates,
+    templates: Templates | None,
     results: Path,
     *,
+    ses_template: SESTemplate | None = None,
     sender: str,
     reply_to: str | None = None,
     attachments: Sequence[str] = (),
@@ -281,8 +283,13 @@ async def run_bulk(
 ) -> BulkSummary:
     """Send one message per row through the open ``transport``; journal into ``results``.
 
+    With ``ses_template`` (an SES transport), SES renders the rows' messages: each row is
+    one destination of ``send_bulk`` (``SendBulkEmail``, 50 per request) with the row's
+    columns as its template data; the journal works the same, one row per destination.
     Setting ``stop`` stops feeding rows; those already handed to the transport finish.
     """
+    if (templates is None) == (ses_template is None):
+        raise CLIError("run_bulk needs Jinja2 templates or an SES template (exactly one)")
     summary = summary if summary is not None else BulkSummary()
     stop = stop if stop is not None else asyncio.Event()
     previous = await anyio.to_thread.run_sync(load_results, results)
@@ -326,7 +333,7 @@ async def run_bulk(
         summary.done += 1
         return True
 
-    async def prepare(row: Row) -> Message | None:
+    async def prepare(row: Row) -> Message | BulkDestination | None:
         """The row's message; None when the row is skipped or cannot be rendered."""
         prior = previous.get(row.row_id)
         if prior is not None:
@@ -339,10 +346,10 @@ async def run_bulk(
             if skip(prior):
                 update()
                 return None
-        message_id = f"<{uuid.uuid4().hex}@{domain}>"
+        message_id = f"<{uuid.uuid4().hex}@{domain}>" if ses_template is None else ""
         try:
             recipient = row_recipient(row.email, column=rows.email_column)
-            rendered = templates.render(row.fields)
+            rendered = templates.render(row.fields) if templates is not None else None
         except (RenderError, AddressError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             failed = ResultRecord(row.row_id, row.email, "failed", "", error)
@@ -354,6 +361,8 @@ async def run_bulk(
         # Journal first: if the process dies from here on, the row is known to be in doubt.
         await log.append(ResultRecord(row.row_id, row.email, "sending", message_id))
         in_flight.append((row, message_id))
+        if rendered is None:  # SES renders it: the row's columns are the template data
+            return BulkDestination(to=recipient, data=row.fields)
         return Message(
             from_=sender,
             to=recipient,
@@ -366,7 +375,7 @@ async def run_bulk(
             message_id=message_id,
         )
 
-    async def messages() -> AsyncIterator[Message]:
+    async def messages() -> AsyncIterator[Any]:
         try:
             async with contextlib.aclosing(rows.iterate()) as reader:
                 async for row in reader:
@@ -380,7 +389,23 @@ async def run_bulk(
             stop.set()
 
     try:
-        outcomes = transport.send_many(messages(), concurrency=concurrency)
+        if ses_template is not None:
+            if not isinstance(transport, SESTransport):
+                raise CLIError("--ses-template needs --transport ses")
+            if attachments or headers:
+                raise CLIError(
+                    "--attach and --header cannot go with --ses-template: SES builds the "
+                    "message from the template"
+                )
+            outcomes: AsyncGenerator[Any, None] = transport.send_bulk(
+                ses_template,
+                messages(),
+                from_=sender,
+                reply_to=reply_to,
+                concurrency=max(1, math.ceil((concurrency or 50) / 50)),
+            )
+        else:
+            outcomes = transport.send_many(messages(), concurrency=concurrency)
         async with contextlib.aclosing(outcomes):
             async for outcome in outcomes:
                 row, message_id = in_flight.popleft()
@@ -553,6 +578,18 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
         action="store_true",
         help="resend rows whose outcome is unknown (they may be delivered twice)",
     )
+    parser.add_argument(
+        "--ses-template",
+        metavar="NAME",
+        help="let SES render a stored template (SESv2 SendBulkEmail, 50 rows per request); "
+        "each row's columns are its template data",
+    )
+    parser.add_argument(
+        "--ses-inline",
+        action="store_true",
+        help="send --subject-template/--text-template/--html-template as an SES inline "
+        "template (SES's {{var}} syntax, rendered by SES) with SendBulkEmail",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_transport_options(parser, default_rate="auto")
     parser.set_defaults(handler=run)
@@ -570,11 +607,14 @@ async def run(args: argparse.Namespace) -> int:
         args.sending_rate = "auto"
     if args.transport != "ses" and args.sending_rate == "auto":
         args.sending_rate = None
-    templates = await anyio.to_thread.run_sync(
-        lambda: Templates.load(
-            subject=args.subject_template, text_path=text_path, html_path=html_path
+    templates: Templates | None = None
+    ses_template = await anyio.to_thread.run_sync(lambda: _ses_template(args, text_path, html_path))
+    if ses_template is None:
+        templates = await anyio.to_thread.run_sync(
+            lambda: Templates.load(
+                subject=args.subject_template, text_path=text_path, html_path=html_path
+            )
         )
-    )
     rows = CSVRows(args.csv, email_column=args.email_column, id_column=args.id_column)
     summary = BulkSummary(total=await anyio.to_thread.run_sync(rows.count_sync))
     progress = _progress(summary, not args.no_progress)
@@ -600,6 +640,7 @@ async def run(args: argparse.Namespace) -> int:
                 rows,
                 templates,
                 args.results,
+                ses_template=ses_template,
                 sender=args.from_,
                 reply_to=args.reply_to,
                 attachments=args.attach,
@@ -616,3 +657,40 @@ async def run(args: argparse.Namespace) -> int:
         echo("interrupted: run the same command again to send the remaining rows", err=True)
         return EXIT_INTERRUPTED
     return 0 if summary.complete else EXIT_FAILURE
+
+
+def _ses_template(
+    args: argparse.Namespace, text_path: Path | None, html_path: Path | None
+) -> SESTemplate | None:
+    """The SES template ``--ses-template`` / ``--ses-inline`` ask for (reads files: blocking)."""
+    if args.ses_template is None and not args.ses_inline:
+        return None
+    if args.transport != "ses":
+        raise CLIError("--ses-template and --ses-inline need --transport ses")
+    try:
+        if args.ses_template is not None:
+            if args.ses_inline or text_path or html_path or args.subject_template:
+                raise CLIError(
+                    "--ses-template names a stored template: drop --ses-inline and the "
+                    "--*-template options"
+                )
+            return SESTemplate(name=args.ses_template)
+        if not args.subject_template or (text_path is None and html_path is None):
+            raise CLIError(
+                "--ses-inline needs --subject-template and a body (--text-template, "
+                "--html-template or --template)"
+            )
+
+        def read(path: Path | None) -> str | None:
+            if path is None:
+                return None
+            try:
+                return path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+        return SESTemplate(
+            subject=args.subject_template, text=read(text_path), html=read(html_path)
+        )
+    except MessageError as exc:
+        raise CLIError(f"invalid SES template: {exc}") from exc

@@ -79,6 +79,10 @@ class Account:
         self._rate_sum = 0
         self._day_window: deque[tuple[float, int]] = deque()
         self._day_sum = 0
+        #: Stored SESv2 templates by name (``_templates.py``).
+        self.templates: dict[str, Any] = {}
+        #: Rendering failures of templated sends (``_templates.py``), oldest first.
+        self.rendering_failures: list[dict[str, str]] = []
         self._seed_rngs()
 
     def _seed_rngs(self) -> None:
@@ -109,6 +113,8 @@ class Account:
             self._rate_sum = 0
             self._day_window.clear()
             self._day_sum = 0
+            self.templates.clear()
+            self.rendering_failures.clear()
             self._seed_rngs()
 
     # --------------------------------------------------------------------------- requests
@@ -263,6 +269,42 @@ class Account:
             arrival=now,
         )
         return (None if drop else message_id), record
+
+    # ------------------------------------------------------- per-entry sends (_templates.py)
+
+    def fault_draw(self) -> float:
+        """One draw of the fault random stream (bulk requests and their entries)."""
+        return self._fault_rng.random()
+
+    def admit(self, config: EndpointConfig, now: float, n: int) -> str | None:
+        """Count ``n`` recipients arriving at ``now``, or say why not (a bulk entry status).
+
+        The same daily quota and one-second rate window as every other send.
+        """
+        counters = self.counters
+        with self.lock:
+            if config.enforce_daily_quota and config.max_24_hour_send >= 0:
+                self._prune_day(now)
+                if self._day_sum + n > config.max_24_hour_send:
+                    return "ACCOUNT_DAILY_QUOTA_EXCEEDED"
+            window = self._rate_window
+            while window and window[0][0] + 1.0 <= now:
+                self._rate_sum -= window.popleft()[1]
+            if config.throttle_rate is not None and self._rate_sum + n > config.throttle_rate:
+                return "ACCOUNT_THROTTLED"
+            window.append((now, n))
+            self._rate_sum += n
+            self._prune_day(now)
+            self._day_window.append((now, n))
+            self._day_sum += n
+            counters.messages_accepted += 1
+            counters.recipients_accepted += n
+        return None
+
+    def next_message_id(self, received_at: float) -> str:
+        """A new SES message id."""
+        with self.lock:
+            return new_message_id(self._id_rng, int(received_at * 1000))
 
     def _prune_day(self, now: float) -> None:
         window = self._day_window

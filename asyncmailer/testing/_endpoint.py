@@ -293,7 +293,7 @@ class SESEndpoint:
         account = self._account
         request_id, delay = account.request_started(config)
         v2 = request.path.startswith("/v2/")
-        record: StoredMessage | None = None
+        record: StoredMessage | list[StoredMessage] | None = None
         try:
             if v2:
                 response, record = self._v2.handle(request, config, request_id)
@@ -321,7 +321,13 @@ class SESEndpoint:
                 )
         response.delay = delay
         response.on_done = account.request_done
-        if record is not None:
+        if isinstance(record, list):  # SendBulkEmail: one record per accepted entry
+            response.on_done = self._after_accept_all(record, config)
+            if self._store.blocking:
+                return self._store_many_then(record, response)
+            for one in record:
+                self._store.add(one)
+        elif record is not None:
             response.on_done = self._after_accept(record, config)
             if self._store.blocking:
                 return self._store_then(record, response)
@@ -338,6 +344,19 @@ class SESEndpoint:
 
         return done
 
+    def _after_accept_all(
+        self, records: list[StoredMessage], config: EndpointConfig
+    ) -> Callable[[], None]:
+        """``on_done`` of an accepted bulk send: the simulator runs for every entry."""
+        account, simulator = self._account, self._simulator
+
+        def done() -> None:
+            account.request_done()
+            for record in records:
+                simulator.accepted(record, config)
+
+        return done
+
     async def _store_then(self, record: StoredMessage, response: Response) -> Response:
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._store.add, record)
@@ -345,6 +364,20 @@ class SESEndpoint:
             _log.exception("the local SES endpoint could not store %s", record.message_id)
             response = Response(500, delay=response.delay, on_done=response.on_done)
         return response
+
+    async def _store_many_then(self, records: list[StoredMessage], response: Response) -> Response:
+        for record in records:
+            response = await self._store_then(record, response)
+        return response
+
+    def rendering_failures(self) -> list[dict[str, str]]:
+        """Templated sends SES accepted but could not render (its Rendering Failure events).
+
+        Each is ``{"messageId", "templateName", "errorMessage"}``, oldest first; nothing was
+        stored for them.
+        """
+        with self._account.lock:
+            return list(self._account.rendering_failures)
 
     # ------------------------------------------------------------------------ control API
 

@@ -19,6 +19,11 @@ from asyncmailer.testing._ses_api import (
     loads_send_email,
 )
 from asyncmailer.testing._store import StoredMessage
+from asyncmailer.testing._templates import (
+    handle_template_request,
+    record_failure,
+    templated_send,
+)
 from asyncmailer.testing._v1 import region_of
 
 __all__ = ["JSON", "RestAPI"]
@@ -35,12 +40,17 @@ class RestAPI:
 
     def handle(
         self, request: Request, config: EndpointConfig, request_id: str
-    ) -> tuple[Response, StoredMessage | None]:
-        """Answer one request: (the response, the record to store if a message was accepted).
+    ) -> tuple[Response, StoredMessage | list[StoredMessage] | None]:
+        """Answer one request: (the response, the record(s) to store if accepted).
 
         Refusals raise :class:`SESError`; the caller renders them as SESv2 errors.
         """
         path, method = request.path, request.method
+        if path.startswith("/v2/email/templates") or path == "/v2/email/outbound-bulk-emails":
+            # Template operations and SendBulkEmail live in _templates.py.
+            return handle_template_request(
+                self._account, request, config, request_id, region_of(request, config)
+            )
         identity = ""
         if path == "/v2/email/outbound-emails" and method == "POST":
             operation = "SendEmail"
@@ -168,6 +178,8 @@ class RestAPI:
     def _send_email(
         self, body: dict[str, Any], config: EndpointConfig, region: Region
     ) -> tuple[str | None, StoredMessage | None]:
+        rendering: list[str] = []  # a templated send SES accepts but cannot render
+
         def parse() -> SendRequest:
             content = body.get("Content")
             if not isinstance(content, dict):
@@ -196,11 +208,24 @@ class RestAPI:
                 return SendRequest(source, destinations, raw, extra)
             if "Simple" in content:
                 return self._simple(body, content["Simple"], source, to, cc, bcc)
+            if "Template" in content:
+                destinations, compose = templated_send(
+                    self._account, body, content["Template"], source, to, cc, bcc, rendering
+                )
+                extra = {k: v for k, v in body.items() if k not in ("Destination",)}
+                return SendRequest(source, destinations, None, extra, compose)
             raise SESError.invalid(
-                "Only Raw and Simple content are supported by the local endpoint."
+                "Only Raw, Simple and Template content are supported by the local endpoint."
             )
 
-        return self._account.send(config, api="v2", action="SendEmail", parse=parse, region=region)
+        message_id, record = self._account.send(
+            config, api="v2", action="SendEmail", parse=parse, region=region
+        )
+        if rendering and record is not None:
+            # Accepted, never sent: SES emits a Rendering Failure event instead.
+            record_failure(self._account, record.message_id, rendering[0])
+            record = None
+        return message_id, record
 
     def _simple(
         self,

@@ -40,10 +40,18 @@ import dataclasses
 import enum
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from email.message import EmailMessage
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple, TypeAlias, TypeVar
 
 import anyio
 
@@ -78,6 +86,8 @@ if TYPE_CHECKING:
 __all__ = ["Delivery", "MessageInput", "SendOutcome", "Transport", "TransportState"]
 
 logger = logging.getLogger("asyncmailer")
+
+_T = TypeVar("_T")
 
 #: What ``send_mail`` accepts: a :class:`Message`, a stdlib ``EmailMessage``, or a raw message.
 MessageInput: TypeAlias = "Message | EmailMessage | bytes | str"
@@ -686,11 +696,23 @@ class Transport(abc.ABC):
         track: _SendTrack,
         waits: _Waits,
     ) -> Delivery:
-        """One attempt: connection slot → (warm gate) → rate grant → ``_deliver``.
+        """One attempt: connection slot → (warm gate) → rate grant → ``_deliver``."""
+        return await self._gated(weight, track, waits, lambda: self._deliver(composed, msg))
+
+    async def _gated(
+        self,
+        weight: int,
+        track: _SendTrack,
+        waits: _Waits,
+        call: Callable[[], Awaitable[_T]],
+    ) -> _T:
+        """Run one backend request: connection slot → (warm gate) → rate grant → ``call()``.
 
         ``track.phase`` is ``IN_FLIGHT`` from the moment the backend may see the request.
         A grant that went stale before the request left (:mod:`._grant`) is given up and
-        asked for again; nothing was written.
+        asked for again; nothing was written. ``send_mail`` uses it through
+        :meth:`_attempt`; requests that are not one composed message (SES templated and
+        bulk sends, :mod:`._ses_bulk`) call it directly.
         """
         loop = self._loop
         assert loop is not None
@@ -713,7 +735,7 @@ class Transport(abc.ABC):
                         with holding(grant, loop, self._limiter):
                             if check_grant():
                                 self.stale_grants += 1
-                            return await self._deliver(composed, msg)
+                            return await call()
                     except GrantExpired as stale:
                         track.phase = _Phase.WAITING
                         self.stale_grants += 1
@@ -721,6 +743,35 @@ class Transport(abc.ABC):
             finally:
                 if gate is not None:
                     gate.leave(alone)
+
+    @contextlib.contextmanager
+    def _tracked(self, track: _SendTrack) -> Iterator[None]:
+        """``send_mail``'s book-keeping around a request that is not one composed message.
+
+        Counts it as pending (``aclose`` drains it), lets ``aclose`` abort it after the
+        drain timeout (raising :meth:`_aborted`'s error), and records its failure while
+        closing. Used by :mod:`._ses_bulk`.
+        """
+        self._check_open()
+        assert self._idle is not None
+        self._pending += 1
+        self._idle.clear()
+        scope = anyio.CancelScope()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield
+            if scope.cancelled_caught:
+                raise self._aborted(track)
+        except MailError as exc:
+            if self._state is not TransportState.OPEN:
+                self._failures.append((track.message_id, exc))
+            raise
+        finally:
+            self._scopes.discard(scope)
+            self._pending -= 1
+            if not self._pending:
+                self._idle.set()
 
     @staticmethod
     def _final(error: DeliveryError, track: _SendTrack) -> DeliveryError:

@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from asyncmailer.errors import (
@@ -34,19 +34,23 @@ from asyncmailer.errors import (
     SMTPUTF8RequiredError,
     TooManyRecipientsError,
 )
+from asyncmailer.fields import MessageFields
 from asyncmailer.message import Message
 from asyncmailer.options import AWSClientSettings, Credentials, QuotaPolicy, TransportOptions
-from asyncmailer.result import ComposedMessage
+from asyncmailer.result import ComposedMessage, SendResult
+from asyncmailer.templates import DestinationInput, SESTemplate, TemplateContent
 from asyncmailer.transports._grant import GrantExpired, check_grant
 from asyncmailer.transports._ses_client import idle_timeout, preload_data, warm_up
 from asyncmailer.transports._ses_errors import map_ses_error, wrapped_bug
 from asyncmailer.transports._ses_quota import QuotaTracker
-from asyncmailer.transports.base import Delivery, Transport
+from asyncmailer.transports.base import Delivery, MessageInput, SendOutcome, Transport
 
 if TYPE_CHECKING:
     from types_aiobotocore_ses import SESClient
     from types_aiobotocore_sesv2 import SESV2Client
     from typing_extensions import Unpack
+
+    from asyncmailer.feedback import SuppressionList
 
 __all__ = ["BLOCKED_ATTACHMENT_EXTENSIONS", "SES_LIMITS", "SESTransport"]
 
@@ -607,3 +611,145 @@ class SESTransport(Transport):
             raise mapped from exc
         ses_id = str(answer["MessageId"])
         return Delivery(response=ses_id, message_id=self.format_message_id(ses_id))
+
+    # ------------------------------------------------------------ templates and bulk sending
+    # The logic lives in ._ses_bulk; these methods only delegate (docs/templates.md).
+
+    async def send_mail(
+        self,
+        message: MessageInput | None = None,
+        /,
+        *,
+        template: SESTemplate | None = None,
+        **fields: Unpack[MessageFields],
+    ) -> SendResult:
+        """Send one message; see :meth:`Transport.send_mail`.
+
+        With ``template`` (an :class:`~asyncmailer.templates.SESTemplate`), SES renders the
+        message: one SESv2 ``SendEmail`` with ``Content.Template``, rate limited, retried
+        and reported exactly like any other send. Only ``from_``, ``to``, ``cc``, ``bcc``,
+        ``reply_to`` and ``ses`` may go with it: the subject, body, headers and
+        attachments come from the template. Example::
+
+            await ses.send_mail(from_="shop@example.com", to="ada@example.com",
+                                template=SESTemplate(name="welcome", data={"name": "Ada"}))
+        """
+        if template is None:
+            return await super().send_mail(message, **fields)
+        from asyncmailer.transports import _ses_bulk
+
+        allowed = {"from_", "to", "cc", "bcc", "reply_to", "ses"}
+        extra = sorted(set(fields) - allowed)
+        if message is not None or extra:
+            raise MessageError(
+                "a templated send takes its content from the template: only from_, to, cc, "
+                f"bcc, reply_to and ses may go with it (got {', '.join(extra) or 'a message'})",
+                field=extra[0] if extra else "message",
+            )
+        return await _ses_bulk.send_templated(self, template, **cast("dict[str, Any]", fields))
+
+    def send_bulk(
+        self,
+        template: SESTemplate,
+        destinations: Iterable[DestinationInput] | AsyncIterable[DestinationInput],
+        *,
+        from_: Any,
+        default_data: Any = None,
+        reply_to: Any = None,
+        ses: Mapping[str, Any] | None = None,
+        concurrency: int | None = None,
+        progress: Callable[[int, SendOutcome], object] | None = None,
+        suppression: SuppressionList | None = None,
+        suppression_policy: Literal["fail", "drop"] = "drop",
+    ) -> AsyncGenerator[SendOutcome, None]:
+        """One template to many destinations with SESv2 ``SendBulkEmail``; one outcome each.
+
+        Example::
+
+            async with contextlib.aclosing(
+                ses.send_bulk(SESTemplate(name="news"), destinations, from_="shop@example.com")
+            ) as outcomes:
+                async for outcome in outcomes:   # SendResult or MailError, in input order
+                    ...
+
+        ``destinations`` (an iterable or async iterable of
+        :class:`~asyncmailer.templates.BulkDestination` or address strings) is read lazily:
+        at most ``3 × concurrency`` requests' worth of destinations are held at once,
+        whatever its length. Each request carries up to 50 destinations, and no more
+        recipients than the rate limiter's window holds (14 at 14/s); the limiter is
+        charged one unit per recipient when the request leaves, as SES counts them.
+        ``default_data`` replaces the template's data as the request's default;
+        ``reply_to`` and ``ses`` (``ConfigurationSetName``, ``DefaultEmailTags``...; the
+        transport's ``ses_defaults`` that ``SendBulkEmail`` accepts apply too) go with
+        every request.
+
+        Each destination's outcome is a :class:`~asyncmailer.SendResult` or the
+        :class:`~asyncmailer.errors.MailError` it ended with (entry statuses are mapped as
+        :mod:`asyncmailer.transports._ses_bulk` lists). Retry-safe entries (throttled,
+        transient failure) are sent again in a smaller request after the retry policy's
+        backoff; a request that fails as a whole gives every entry its outcome, and an
+        unknown outcome is never resent (unless ``retry_ambiguous``). With
+        ``suppression``, suppressed recipients are dropped (``suppression_policy="drop"``;
+        a destination left with none fails) or fail their destination (``"fail"``) with
+        :class:`~asyncmailer.feedback.SuppressedRecipientError`, before any request.
+        Leaving the loop early cancels the requests in progress, as ``send_many`` does.
+        Without ``suppression`` here, the transport's own (``suppression=``) applies, with
+        its policy.
+        """
+        from asyncmailer.transports import _ses_bulk
+
+        if suppression is None and self.suppression is not None:
+            suppression = self.suppression.list
+            suppression_policy = self.suppression.policy
+        return _ses_bulk.send_bulk(
+            self,
+            template,
+            destinations,
+            from_=from_,
+            default_data=default_data,
+            reply_to=reply_to,
+            ses=ses,
+            concurrency=concurrency,
+            progress=progress,
+            suppression=suppression,
+            suppression_policy=suppression_policy,
+        )
+
+    async def create_template(self, name: str, content: TemplateContent) -> None:
+        """Store a template in SES (``CreateEmailTemplate``); an existing name is an error.
+
+        Example: ``await ses.create_template("welcome", TemplateContent(subject="Hi {{name}}",
+        text="Hello {{name}}"))``. Raises :class:`~asyncmailer.errors.ConfigurationError`
+        when the name exists.
+        """
+        from asyncmailer.transports import _ses_bulk
+
+        await _ses_bulk.create_template(self, name, content)
+
+    async def update_template(self, name: str, content: TemplateContent) -> None:
+        """Replace a stored template's content (``UpdateEmailTemplate``)."""
+        from asyncmailer.transports import _ses_bulk
+
+        await _ses_bulk.update_template(self, name, content)
+
+    async def get_template(self, name: str) -> TemplateContent:
+        """Read a stored template (``GetEmailTemplate``); a missing one is a ConfigurationError."""
+        from asyncmailer.transports import _ses_bulk
+
+        return await _ses_bulk.get_template(self, name)
+
+    async def delete_template(self, name: str) -> None:
+        """Delete a stored template (``DeleteEmailTemplate``)."""
+        from asyncmailer.transports import _ses_bulk
+
+        await _ses_bulk.delete_template(self, name)
+
+    async def render_template(self, name: str, data: Any = None) -> str:
+        """Render a stored template with ``data`` (``TestRenderEmailTemplate``): the MIME text.
+
+        Check a template before a campaign: a variable missing from ``data`` or a malformed
+        template raises :class:`~asyncmailer.errors.MessageError` (SES's rendering failure).
+        """
+        from asyncmailer.transports import _ses_bulk
+
+        return await _ses_bulk.render_template(self, name, data)
