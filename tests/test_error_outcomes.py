@@ -252,6 +252,32 @@ SITES: dict[tuple[str, str, str, str], Outcome] = {
         "ServiceUnavailableError",
         "connection failed {}: {}; noth",
     ): R,
+    # --- SES bulk (SendBulkEmail) -------------------------------------------------------
+    # an entry status this version does not know: SES may have sent it
+    (
+        "transports/_ses_bulk.py",
+        "entry_error",
+        "DeliveryUnknownError",
+        "SES answered the unknown",
+    ): A,
+    # a network error once the request may have been written
+    (
+        "transports/_ses_bulk.py",
+        "_request",
+        "DeliveryUnknownError",
+        "the connection to SES failed",
+    ): A,
+    # never claim "retry-safe" after an ambiguous attempt
+    ("transports/_ses_bulk.py", "_final", "DeliveryUnknownError", "an earlier attempt may have"): A,
+    # no outcome recorded for a destination (a bug): never "not sent"
+    ("transports/_ses_bulk.py", "_lost", "DeliveryUnknownError", "asyncmailer lost track"): A,
+    # SES answered without a result for this entry
+    (
+        "transports/_ses_bulk.py",
+        "_entries_answered",
+        "DeliveryUnknownError",
+        "SES answered without",
+    ): A,
 }
 
 

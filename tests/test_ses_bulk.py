@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncmailer import SESTransport
+from asyncmailer import Limits, SESTransport
 from asyncmailer.errors import (
     AddressError,
     ConfigurationError,
@@ -59,6 +59,9 @@ WELCOME = TemplateContent(
 
 def transport(endpoint: Any, **kwargs: Any) -> SESTransport:
     options: dict[str, Any] = {"endpoint_url": endpoint.url, "region_name": "eu-west-1"}
+    limits = {k: kwargs.pop(k) for k in ("rate_limiter", "drain_timeout") if k in kwargs}
+    if limits:
+        options["limits"] = Limits(**limits)
     options.update(kwargs)
     return SESTransport(**options)
 
@@ -306,10 +309,11 @@ async def test_send_mail_with_a_template_uses_sendemail_content_template() -> No
             to="bob@example.com",
             template=SESTemplate(subject="Inline {{n}}", text="n={{n}}", data={"n": 3}),
         )
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(MessageError) as info:  # a per-message mistake
             await ses.send_mail(
                 from_=SENDER, to="x@example.com", subject="no", template=SESTemplate(name="w")
             )
+        assert info.value.field == "subject"
     assert result.envelope.to == ("ada@example.com", "cc@example.com")
     first, second = endpoint.messages()
     assert first.action == "SendEmail"
@@ -727,7 +731,7 @@ async def test_close_during_a_bulk_send_reports_each_destination_truthfully() ->
     assert all(isinstance(o, SendAbortedError) for o in outcomes[50:])
 
 
-async def test_a_stale_grant_is_checked_at_before_send_and_asked_again() -> None:
+async def test_a_stale_grant_is_checked_at_before_send_and_renewed() -> None:
     """The grant check runs on before-send.sesv2.SendBulkEmail: nothing leaves on a stale one."""
     from asyncmailer.limits import LocalRateLimiter
 

@@ -311,16 +311,18 @@ class _BulkHook:
     """The grant check on ``before-send.sesv2.SendBulkEmail``, registered while one
     ``send_bulk`` call runs (and removed after it: a client passed in outlives it)."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    def __init__(self, transport: SESTransport) -> None:
+        self.transport = transport
+        self.client = client = _client(transport)
         self.event = (
             f"before-send.{client.meta.service_model.service_id.hyphenize()}.{_BULK_OPERATION}"
         )
         self.unique_id = f"asyncmailer-bulk-before-send-{id(self):x}"
 
-    @staticmethod
-    def _check(**_: Any) -> None:
-        check_grant()
+    def _check(self, **_: Any) -> None:
+        # A stale grant is renewed (counted), or GrantExpired raised: nothing written.
+        if check_grant():
+            self.transport.stale_grants += 1
 
     def __enter__(self) -> None:
         self.client.meta.events.register(self.event, self._check, unique_id=self.unique_id)
@@ -498,13 +500,13 @@ def batch_limit(limiter: Any) -> float:
 class _Slot:
     """One destination of a batch: its entry (while it is to be sent) and its outcome."""
 
-    __slots__ = ("destination", "entry", "outcome", "weight")
+    __slots__ = ("destination", "entry", "result", "weight")
 
     def __init__(self, destination: BulkDestination | None, outcome: SendOutcome | None) -> None:
         self.destination = destination
         self.entry: dict[str, Any] | None = None
         self.weight = len(destination.recipients) if destination is not None else 0
-        self.outcome = outcome
+        self.result = outcome
 
 
 @dataclass(slots=True)
@@ -541,7 +543,7 @@ async def _apply_suppression(plan: _Plan, slots: list[_Slot]) -> None:
             continue
         keep = [r for r in destination.recipients if bare(r) not in hit]
         if plan.suppression_policy == "fail" or not keep:
-            slot.outcome = SuppressedRecipientError(
+            slot.result = SuppressedRecipientError(
                 f"{len(hit)} recipient(s) on the suppression list: {', '.join(sorted(hit))}",
                 suppressed=hit,
             )
@@ -559,7 +561,7 @@ async def _send_batch(plan: _Plan, slots: list[_Slot]) -> list[SendOutcome]:
     loop = asyncio.get_running_loop()
     if plan.suppression is not None:
         await _apply_suppression(plan, slots)
-    todo = [slot for slot in slots if slot.destination is not None and slot.outcome is None]
+    todo = [slot for slot in slots if slot.destination is not None and slot.result is None]
     for slot in todo:
         assert slot.destination is not None
         slot.entry = slot.destination.to_sesv2()
@@ -600,9 +602,9 @@ async def _send_batch(plan: _Plan, slots: list[_Slot]) -> list[SendOutcome]:
                     await asyncio.sleep(delay)
     except MailError as aborted:  # aclose() aborted the batch (drain timeout), or was closed
         for slot in slots:
-            if slot.outcome is None:
-                slot.outcome = aborted
-    return [slot.outcome if slot.outcome is not None else _lost() for slot in slots]
+            if slot.result is None:
+                slot.result = aborted
+    return [slot.result if slot.result is not None else _lost() for slot in slots]
 
 
 def _lost() -> MailError:  # pragma: no cover - every slot gets an outcome
@@ -620,14 +622,14 @@ def _whole_request_failed(
     transport = plan.transport
     if not isinstance(exc, DeliveryError):
         for slot in todo:
-            slot.outcome = exc
+            slot.result = exc
         return [], 0.0
     exc.attempts = attempt
     delay = _after_failure(transport, exc, attempt, elapsed)
     if delay is None:
         final = _final(exc, track.maybe_sent)
         for slot in todo:
-            slot.outcome = _copy_error(final, attempt) if len(todo) > 1 else final
+            slot.result = _copy_error(final, attempt) if len(todo) > 1 else final
         return [], 0.0
     if exc.outcome is Outcome.AMBIGUOUS:
         track.maybe_sent = True
@@ -671,7 +673,7 @@ def _entries_answered(
     for index, slot in enumerate(todo):
         item = results[index] if index < len(results) else None
         if item is None:
-            slot.outcome = DeliveryUnknownError(
+            slot.result = DeliveryUnknownError(
                 "SES answered without a result for this entry; it may have been sent",
                 attempts=attempt,
             )
@@ -687,7 +689,7 @@ def _entries_answered(
                     "it may have been delivered twice",
                     attempt,
                 )
-            slot.outcome = SendResult(
+            slot.result = SendResult(
                 envelope=Envelope(
                     from_=bare(plan.sender), to=tuple(bare(r) for r in destination.recipients)
                 ),
@@ -710,7 +712,7 @@ def _entries_answered(
                 retry.append(slot)
                 continue
             error = _final(error, track.maybe_sent)
-        slot.outcome = error
+        slot.result = error
     if released:
         transport.quota.release(released)  # SES sent nothing for these entries
     if retry:
@@ -856,7 +858,7 @@ async def send_bulk(
                 raise
             future.set_result(outcomes)
 
-    hook = _BulkHook(_client(transport))
+    hook = _BulkHook(transport)
     done = 0
     with hook:
         tasks = [loop.create_task(worker()) for _ in range(workers_n)]
