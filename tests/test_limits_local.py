@@ -205,14 +205,14 @@ async def test_real_time_precision_and_no_busy_polling() -> None:
 
 
 @virtual_time
-async def test_a_grant_is_dated_when_granted_and_valid_for_margin() -> None:
+async def test_a_grant_is_dated_when_granted_and_valid_for_half_the_margin() -> None:
     limiter = LocalRateLimiter(14, margin=0.01)
     await limiter.open()
     loop = asyncio.get_running_loop()
     first = await limiter.acquire()
     assert first.at == loop.time() and first.waited == 0.0 and first.units == 1
-    assert first.expires == pytest.approx(first.at + 0.01)
-    assert not first.expired(first.at + 0.01) and first.expired(first.at + 0.0101)
+    assert first.expires == pytest.approx(first.at + 0.005)  # half the margin
+    assert not first.expired(first.at + 0.005) and first.expired(first.at + 0.0051)
     start = loop.time()
     heavy = await limiter.acquire(3)
     # A heavy grant carries all its units at once; its spacing is paid by the next grant.
@@ -242,7 +242,7 @@ async def test_requests_leaving_within_their_grant_never_overflow_the_window(rat
         while loop.time() < end:
             grant = await limiter.acquire()
             stalled = rng.random() < 0.05
-            await asyncio.sleep(limiter.margin if stalled else rng.uniform(0.0, 0.0015))
+            await asyncio.sleep(limiter.grant_validity if stalled else rng.uniform(0.0, 0.0015))
             assert not grant.expired(loop.time())
             sent.append(loop.time())
 
@@ -299,7 +299,7 @@ async def test_a_grant_older_than_the_log_is_not_renewed() -> None:
     await asyncio.sleep(0.5)
     renewed = limiter.renew(grant)
     assert renewed is not None and renewed.at == loop.time()
-    assert renewed.expires == pytest.approx(loop.time() + limiter.margin)
+    assert renewed.expires == pytest.approx(loop.time() + limiter.grant_validity)
     await asyncio.sleep(2.0)  # gone from the log: renewing would add units unchecked
     assert limiter.renew(renewed) is None
     other = LocalRateLimiter(14)

@@ -127,3 +127,27 @@ async def test_a_bounce_applied_to_a_shared_redis_list_stops_the_next_send(
     await writer.aclose()
     await reader.aclose()
     assert len(endpoint.stats().send_arrivals) == 1
+
+
+async def test_smtp_leaves_a_dropped_recipient_out_of_rcpt_to() -> None:
+    from asyncmailer import SMTPTransport
+    from tests.smtpd_helpers import SMTPServer
+
+    suppressed = MemorySuppressionList([_entry("gone@example.org")])
+    async with (
+        SMTPServer() as server,
+        SMTPTransport(
+            hostname=server.host,
+            port=server.port,
+            local_hostname="localhost",
+            suppression=Suppression(list=suppressed, policy="drop"),
+        ) as smtp,
+    ):
+        result = await smtp.send_mail(
+            from_=SENDER, to="ok@example.org", cc="gone@example.org", text="x"
+        )
+        with pytest.raises(SuppressedRecipientError):
+            await smtp.send_mail(from_=SENDER, to="gone@example.org", text="x")
+    [received] = server.messages
+    assert received.rcpt_tos == ["ok@example.org"]
+    assert list(result.suppressed) == ["gone@example.org"]

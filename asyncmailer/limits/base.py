@@ -20,9 +20,11 @@ __all__ = ["AdaptiveRate", "Grant", "RateLimiter"]
 class Grant:
     """Units handed out by :meth:`RateLimiter.acquire`, and when they count as started.
 
-    A grant is valid for ``margin`` seconds after ``at``: the limiter counts every unit for
-    ``window + margin`` seconds from ``at``, so a request that leaves before
-    :attr:`expires` lands inside the window the limiter accounted for. A transport checks
+    The limiter counts every unit for ``window + margin`` seconds from ``at``, and a grant
+    is valid for half of ``margin`` (:attr:`expires`): a request that passes its last check
+    before then lands inside the window the limiter accounted for, with the other half of
+    the margin left for the way from that check to the server (the HTTP layer, the
+    network, the server being scheduled). A transport checks
     the grant at the last moment before its request leaves and asks again when it is
     stale (see ``docs/rate-limiting.md``).
     """
@@ -64,7 +66,12 @@ class RateLimiter(abc.ABC):
     @property
     @abc.abstractmethod
     def margin(self) -> float:
-        """Seconds a grant stays valid; each unit is counted for ``window + margin``."""
+        """Seconds added to the window; a grant stays valid for half of them."""
+
+    @property
+    def grant_validity(self) -> float:
+        """Seconds a grant stays valid: half the margin (see :class:`Grant`)."""
+        return self.margin / 2
 
     @abc.abstractmethod
     async def acquire(self, weight: int = 1) -> Grant:

@@ -558,7 +558,7 @@ class RedisRateLimiter(RateLimiter):
                         self._spawn(self._background_call("release", member=reply[2]))
                         raise
                     at = max(deadline, start)
-                    return Grant(units=weight, at=at, waited=at - start, expires=at + self.margin)
+                    return Grant(units=weight, at=at, waited=at - start, expires=at + self.grant_validity)
             elif self.on_redis_error == "fail":
                 raise RateLimiterError(
                     f"the shared rate limiter is unavailable (Redis: {self._last_error}; next "
