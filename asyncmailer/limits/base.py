@@ -90,6 +90,14 @@ class RateLimiter(abc.ABC):
         """
         return None
 
+    def discard(self, grant: Grant) -> None:  # noqa: B027 - optional hook
+        """Give back a grant whose request never left (it went stale before being written).
+
+        The default keeps it counted, which can only make a window emptier. A limiter
+        that can take the units back (``RedisRateLimiter``: its ``release`` script) does,
+        so that a stale grant costs no sending rate.
+        """
+
     @abc.abstractmethod
     def set_rate(self, rate: float) -> None:
         """Change the configured rate (for instance after reading the account quota)."""

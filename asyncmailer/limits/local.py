@@ -206,7 +206,9 @@ class LocalRateLimiter(RateLimiter):
             at = entry.at
             if weight > self._chunk:
                 self._not_before = at + weight * (1.0 + self.pace) / self._adaptive.current
-        return Grant(units=weight, at=at, waited=at - start, expires=at + self.grant_validity, token=entry)
+        return Grant(
+            units=weight, at=at, waited=at - start, expires=at + self.grant_validity, token=entry
+        )
 
     def renew(self, grant: Grant) -> Grant | None:
         """Re-date a stale grant to now while it is still in the log; else None.
@@ -228,7 +230,11 @@ class LocalRateLimiter(RateLimiter):
         entry.expires = now + self.window + self.margin
         self._log.append(entry)
         return Grant(
-            units=grant.units, at=now, waited=grant.waited, expires=now + self.grant_validity, token=entry
+            units=grant.units,
+            at=now,
+            waited=grant.waited,
+            expires=now + self.grant_validity,
+            token=entry,
         )
 
     async def _admit(self, loop: asyncio.AbstractEventLoop, units: float) -> _Entry:

@@ -301,7 +301,7 @@ class RedisRateLimiter(RateLimiter):
         key: str,
         rate: float | None = None,
         window: float = 1.0,
-        margin: float = 0.02,
+        margin: float = 0.01,
         bank: float = 0.02,
         on_redis_error: RedisErrorPolicy = "fail",
         fallback_share: float = 1.0,
@@ -558,7 +558,13 @@ class RedisRateLimiter(RateLimiter):
                         self._spawn(self._background_call("release", member=reply[2]))
                         raise
                     at = max(deadline, start)
-                    return Grant(units=weight, at=at, waited=at - start, expires=at + self.grant_validity)
+                    return Grant(
+                        units=weight,
+                        at=at,
+                        waited=at - start,
+                        expires=at + self.grant_validity,
+                        token=reply[2],
+                    )
             elif self.on_redis_error == "fail":
                 raise RateLimiterError(
                     f"the shared rate limiter is unavailable (Redis: {self._last_error}; next "
@@ -574,6 +580,15 @@ class RedisRateLimiter(RateLimiter):
             if locked:
                 lock.release()
         return Grant(units=weight, at=grant.at, waited=grant.at - start, expires=grant.expires)
+
+    def discard(self, grant: Grant) -> None:
+        """Take back a reservation whose request never left (best effort, in the background).
+
+        The request went stale before anything was written, so no server counted it: its
+        units leave the shared log and the rate is not spent on it.
+        """
+        if grant.token is not None and self._loop is not None:
+            self._spawn(self._background_call("release", member=grant.token))
 
     # ------------------------------------------------------------------ internals
 

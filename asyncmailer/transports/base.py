@@ -739,6 +739,8 @@ class Transport(abc.ABC):
                     except GrantExpired as stale:
                         track.phase = _Phase.WAITING
                         self.stale_grants += 1
+                        if grant is not None and self._limiter is not None:
+                            self._limiter.discard(grant)  # its request never left
                         logger.debug("asyncmailer: %s; asking the rate limiter again", stale)
             finally:
                 if gate is not None:
