@@ -161,7 +161,12 @@ SITES: dict[tuple[str, str, str, str], Outcome] = {
         "DeliveryUnknownError",
         "{}'s connection failed during ",
     ): A,
-    ("transports/base.py", "_final", "DeliveryUnknownError", "an earlier attempt may have be"): A,
+    (
+        "transports/base.py",
+        "final_error",
+        "DeliveryUnknownError",
+        "an earlier attempt may have be",
+    ): A,
     # --- file: the temporary file is removed on failure, nothing is left behind ------
     ("transports/file.py", "_deliver", "AccessDeniedError", "cannot write to {}: {}"): F,
     ("transports/file.py", "_deliver", "ServiceUnavailableError", "cannot write to {}: {}"): R,
@@ -267,8 +272,6 @@ SITES: dict[tuple[str, str, str, str], Outcome] = {
         "DeliveryUnknownError",
         "the connection to SES failed",
     ): A,
-    # never claim "retry-safe" after an ambiguous attempt
-    ("transports/_ses_bulk.py", "_final", "DeliveryUnknownError", "an earlier attempt may have"): A,
     # no outcome recorded for a destination (a bug): never "not sent"
     ("transports/_ses_bulk.py", "_lost", "DeliveryUnknownError", "asyncmailer lost track"): A,
     # SES answered without a result for this entry

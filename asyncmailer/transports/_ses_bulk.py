@@ -80,7 +80,14 @@ from asyncmailer.templates import (
 )
 from asyncmailer.transports._grant import GrantExpired, check_grant
 from asyncmailer.transports._ses_errors import map_ses_error, wrapped_bug
-from asyncmailer.transports.base import SendOutcome, _note_bug, _Phase, _SendTrack, _Waits
+from asyncmailer.transports.base import (
+    SendOutcome,
+    _note_bug,
+    _Phase,
+    _SendTrack,
+    _Waits,
+    final_error,
+)
 
 if TYPE_CHECKING:
     from asyncmailer.feedback import SuppressionList
@@ -379,18 +386,7 @@ async def _request(
 
 def _final(error: MailError, maybe_sent: bool) -> MailError:
     """Never report "retry-safe" for something an earlier ambiguous attempt may have sent."""
-    if not maybe_sent or not isinstance(error, DeliveryError) or error.outcome is Outcome.AMBIGUOUS:
-        return error
-    unknown = DeliveryUnknownError(
-        f"an earlier attempt may have been accepted (its outcome was unknown and it was "
-        f"retried); the last attempt failed with {type(error).__name__}: {error}",
-        code=error.code,
-        service_message=error.service_message,
-        request_id=error.request_id,
-        attempts=error.attempts,
-    )
-    unknown.__cause__ = error
-    return unknown
+    return final_error(error, maybe_sent=maybe_sent) if isinstance(error, DeliveryError) else error
 
 
 # -------------------------------------------------------------------- templated send_mail

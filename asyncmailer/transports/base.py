@@ -778,19 +778,7 @@ class Transport(abc.ABC):
     @staticmethod
     def _final(error: DeliveryError, track: _SendTrack) -> DeliveryError:
         """The error to raise: never claim "retry-safe" after an ambiguous attempt."""
-        if not track.maybe_sent or error.outcome is Outcome.AMBIGUOUS:
-            return error
-        unknown = DeliveryUnknownError(
-            f"an earlier attempt may have been accepted (its outcome was unknown and it was "
-            f"retried); the last attempt failed with {type(error).__name__}: {error}",
-            code=error.code,
-            service_message=error.service_message,
-            request_id=error.request_id,
-            message_id=error.message_id,
-            attempts=error.attempts,
-        )
-        unknown.__cause__ = error
-        return unknown
+        return final_error(error, maybe_sent=track.maybe_sent)
 
     async def send_many(
         self,
@@ -893,6 +881,23 @@ class Transport(abc.ABC):
                 if leftover is not None and leftover.done() and not leftover.cancelled():
                     leftover.exception()  # mark retrieved: no "never retrieved" warning
             await source.aclose()
+
+
+def final_error(error: DeliveryError, *, maybe_sent: bool) -> DeliveryError:
+    """Never report "retry-safe" for a message an earlier ambiguous attempt may have sent."""
+    if not maybe_sent or error.outcome is Outcome.AMBIGUOUS:
+        return error
+    unknown = DeliveryUnknownError(
+        f"an earlier attempt may have been accepted (its outcome was unknown and it was "
+        f"retried); the last attempt failed with {type(error).__name__}: {error}",
+        code=error.code,
+        service_message=error.service_message,
+        request_id=error.request_id,
+        message_id=error.message_id,
+        attempts=error.attempts,
+    )
+    unknown.__cause__ = error
+    return unknown
 
 
 def _note_bug(exc: BaseException, transport: str) -> None:
