@@ -97,7 +97,9 @@ async def test_many_tasks_in_two_processes_keep_the_window_and_the_rate(
         await first.aclose()
         await second.aclose()
     assert worst_window(times) <= 200
-    assert 0.9 * 200 <= _rate(times) <= 200, _rate(times)
+    # The guarantee is the window above; an average from the first to the last grant of a
+    # 2.2 s run can edge past R by a hair (the span's ends are not whole windows).
+    assert 0.9 * 200 <= _rate(times) <= 200 * 1.02, _rate(times)
 
 
 async def test_weights_count_recipients(redis_server: RedisServer) -> None:
