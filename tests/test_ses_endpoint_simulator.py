@@ -176,7 +176,9 @@ async def test_each_simulator_address_publishes_its_signed_events(
     assert [r.kind for r in records] == EXPECTED[box]
     assert all(r.sns_status == "delivered" for r in records)
     events = await verified_events(subscriber.bodies)
-    assert [e.kind for e in events] == EXPECTED[box]
+    # Several publishers POST at once: the subscriber may see them in either order (SNS
+    # does not promise an order either). The endpoint's own record keeps the order.
+    assert sorted(e.kind for e in events) == sorted(EXPECTED[box])
     for event in events:
         assert event.message_id == message_id
         assert event.destinations == (address,)
@@ -240,11 +242,11 @@ async def test_mixed_recipients_labels_and_v1(subscriber: Subscriber) -> None:
         records = await endpoint.wait_for_events()
     assert [r.kind for r in records] == ["Bounce", "Delivery", "Complaint"]
     events = await verified_events(subscriber.bodies)
-    bounce = events[0]
-    assert isinstance(bounce, BounceEvent)
+    # POSTs may reach the subscriber in any order: find the bounce by its kind.
+    [bounce] = [e for e in events if isinstance(e, BounceEvent)]
     assert bounce.recipients[0].email == f"Bounce+Order-7@{SIM.upper()}"
     assert bounce.destinations == ("ada@example.org", f"Bounce+Order-7@{SIM.upper()}")
-    assert events[2].source == SENDER  # v1 raw: the sender from the From header
+    assert all(e.source == SENDER for e in events)  # v1 raw: the sender from the From header
 
 
 async def test_headers_and_tags_when_asked(subscriber: Subscriber) -> None:
