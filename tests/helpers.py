@@ -86,3 +86,26 @@ def virtual_time(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[...
         run_virtual(test(*args, **kwargs))
 
     return wrapper
+
+
+def sesv2_has(shape: str, member: str) -> bool:
+    """Whether the installed botocore's SESv2 model has ``shape.member`` (newer features)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sesv2")
+    return member in model.shape_for(shape).members
+
+
+def needs_sesv2(shape: str, member: str) -> Any:
+    """A skip marker for tests of an SESv2 model feature the installed botocore may lack.
+
+    Inline templates (``Template.TemplateContent``) arrived in SESv2 models after botocore
+    1.34.106, the floor aiobotocore 2.13 pins: ``nox -s tests_lowest`` skips those tests,
+    and the library refuses such a send with a ConfigurationError naming the version.
+    """
+    import pytest
+
+    return pytest.mark.skipif(
+        not sesv2_has(shape, member),
+        reason=f"the installed botocore's SESv2 model has no {shape}.{member}",
+    )

@@ -15,6 +15,7 @@ import pytest
 from asyncmailer._cli._results import load_results
 from asyncmailer.cli import main
 from asyncmailer.testing import SESEndpoint
+from tests.helpers import needs_sesv2
 
 SENDER = "shop@example.com"
 
@@ -86,6 +87,7 @@ def test_stored_template_one_row_per_destination_and_resume_never_resends(
     assert len(endpoint.messages()) == 120
 
 
+@needs_sesv2("Template", "TemplateContent")
 def test_inline_template_files_and_failed_rows_are_journaled(
     endpoint: SESEndpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

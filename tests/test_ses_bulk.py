@@ -48,6 +48,7 @@ from asyncmailer.templates import (
 from asyncmailer.testing import SESEndpoint
 from asyncmailer.testing._templates import RenderingFailure, render
 from asyncmailer.transports._ses_bulk import BULK_STATUS_ERRORS, batch_limit, entry_error
+from tests.helpers import needs_sesv2
 
 SENDER = "shop@example.com"
 WELCOME = TemplateContent(
@@ -295,6 +296,7 @@ async def test_template_helpers_round_trip_and_render() -> None:
             await ses.get_template("welcome")
 
 
+@needs_sesv2("Template", "TemplateContent")
 async def test_send_mail_with_a_template_uses_sendemail_content_template() -> None:
     async with SESEndpoint() as endpoint, transport(endpoint, sending_rate=50) as ses:
         await ses.create_template("welcome", WELCOME)

@@ -219,6 +219,9 @@ def _check_template(transport: SESTransport, template: SESTemplate) -> None:
             option="api",
         )
     client = _client(transport)
+    if template.name is None and template.arn is None:
+        # Inline templates arrived in later SESv2 models (botocore 1.34.106 lacks them).
+        _require(client, "Template", "TemplateContent", "template")
     if template.headers:
         _require(client, "Template", "Headers", "headers")
     if template.attachments:
