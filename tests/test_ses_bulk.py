@@ -509,6 +509,7 @@ async def test_suppressed_destinations_are_dropped_or_failed_before_any_request(
     assert all("bad@example.com" not in r.destinations for r in endpoint.messages())
 
 
+@needs_sesv2("Template", "TemplateContent")
 async def test_template_headers_attachments_need_the_model_and_reach_the_request() -> None:
     template = SESTemplate(
         subject="s",
@@ -677,6 +678,7 @@ async def test_send_bulk_against_moto_fails_each_entry_with_the_request(moto_url
 # ------------------------------------------------------------------------------- memory
 
 
+@needs_sesv2("Template", "TemplateContent")
 def test_streaming_memory_stays_flat() -> None:
     """Destinations from an async generator, answered in-process (a before-send handler).
 
