@@ -1025,3 +1025,37 @@ def test_command_line_names_extra_control_hosts() -> None:
     args = build_parser().parse_args(["--allow-host", "ses", "--allow-host", "ses.internal"])
     assert args.allowed_hosts == ["ses", "ses.internal"]
     assert build_parser().parse_args([]).allowed_hosts == []
+
+
+def test_directory_store_never_writes_through_a_planted_symlink(tmp_path: Path) -> None:
+    from asyncmailer.testing._store import DirectoryStore, StoredMessage
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim_eml, victim_json = outside / "victim.eml", outside / "victim.json"
+    victim_eml.write_bytes(b"keep me")
+    victim_json.write_bytes(b"keep me too")
+    store = DirectoryStore(tmp_path / "out")
+    # Someone sharing the directory plants links under the names the next message will use.
+    (store.directory / "m1.eml").symlink_to(victim_eml)
+    (store.directory / "m1.json.tmp").symlink_to(victim_json)
+    (store.directory / "m1.json").symlink_to(victim_json)
+    record = StoredMessage.from_json(
+        {
+            "message_id": "m1",
+            "api": "v2",
+            "action": "SendEmail",
+            "source": "a@example.com",
+            "destinations": ["b@example.org"],
+            "params": {},
+            "received_at": 1.0,
+            "arrival": 0,
+        },
+        raw=b"Subject: hi\r\n\r\nbody\r\n",
+    )
+    store.add(record)
+    assert victim_eml.read_bytes() == b"keep me"
+    assert victim_json.read_bytes() == b"keep me too"
+    assert not (store.directory / "m1.eml").is_symlink()
+    assert not (store.directory / "m1.json").is_symlink()
+    assert [m.raw for m in store.messages()] == [b"Subject: hi\r\n\r\nbody\r\n"]

@@ -192,6 +192,17 @@ class MemoryStore:
             self._records.clear()
 
 
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to a file created new at ``path``, unlinking whatever held the name."""
+    path.unlink(missing_ok=True)  # removes a planted symlink itself, never its target
+    descriptor = os.open(path, _CREATE_NEW | getattr(os, "O_BINARY", 0), 0o644)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
 class DirectoryStore:
     """Accepted messages as ``<id>.eml`` plus a ``<id>.json`` sidecar in one directory.
 
@@ -207,12 +218,17 @@ class DirectoryStore:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def add(self, record: StoredMessage) -> None:
-        """Write ``<id>.eml`` then ``<id>.json``."""
-        (self.directory / f"{record.message_id}.eml").write_bytes(record.raw)
+        """Write ``<id>.eml`` then ``<id>.json``.
+
+        Each file is created new (``O_EXCL | O_NOFOLLOW``): a symlink or file planted under
+        one of these names is replaced as a name, never written through, so a shared or
+        world-writable ``--out`` directory cannot redirect the endpoint's writes elsewhere.
+        """
+        _write_new(self.directory / f"{record.message_id}.eml", record.raw)
         sidecar = self.directory / f"{record.message_id}.json"
         tmp = sidecar.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record.to_json(raw=False)), encoding="utf-8")
-        tmp.replace(sidecar)
+        _write_new(tmp, json.dumps(record.to_json(raw=False)).encode("utf-8"))
+        tmp.replace(sidecar)  # renames the name: a symlink at ``sidecar`` is replaced, not followed
 
     def messages(self) -> list[StoredMessage]:
         """Read every complete message back, oldest first."""
