@@ -399,3 +399,35 @@ def test_stored_message_round_trip() -> None:
     assert back == stored or (back.composed == composed and back.ses == stored.ses)
     message = back.as_message()
     assert message.raw == composed.raw and message.dkim is False and message.keep_bcc
+
+
+class _SlowPromotion(Outbox):
+    """Counts how the worker's promotion chore ends: finished or cancelled mid-call."""
+
+    started = finished = cancelled = 0
+
+    async def promote_due(self, *, limit: int = 500) -> int:
+        self.started += 1
+        try:
+            await asyncio.sleep(0.3)  # a Redis call still waiting for its reply
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.finished += 1
+        return await super().promote_due(limit=limit)
+
+
+async def test_stopping_lets_a_chore_finish_its_redis_call(
+    redis_server: RedisServer, memory: MemoryTransport
+) -> None:
+    # Cancelling a Redis command mid-reply can leave its pooled connection unusable: a
+    # stopping worker tells its chores to stop and lets the call in progress end.
+    async with _SlowPromotion(redis_server.url, transport=memory, stream="c") as box:
+        async with box.worker(concurrency=1, poll_interval=0.05):
+            for _ in range(300):
+                if box.started:
+                    break
+                await asyncio.sleep(0.01)
+        assert box.started >= 1
+        assert box.cancelled == 0 and box.finished == box.started
+        assert await box.promote_due() == 0  # the client still answers

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Outbox", "StoredMessage"]
 
+#: Seconds a call waits for a free connection of the pool the outbox creates.
+_POOL_WAIT = 60.0
+
 INSTALL_HINT = "Outbox needs the redis package: pip install 'asyncmailer[redis]'"
 
 #: When ``send_at`` accepts a number, it is seconds since the epoch.
@@ -159,7 +162,8 @@ class Outbox:
     - ``resend_unknown``: resend a message whose worker died while sending it instead of
       parking it as unknown. **It may then be delivered twice.** Off by default.
     - ``max_connections``: size of the connection pool the outbox creates from a URL;
-      more concurrent calls wait for a connection (a given client keeps its own pool).
+      more concurrent calls wait for a connection, up to 60 s, then fail with Redis's
+      connection error (a given client keeps its own pool).
     """
 
     def __init__(
@@ -315,9 +319,10 @@ class Outbox:
         else:
             assert self._url is not None
             # A blocking pool: a burst of enqueues waits for a connection instead of failing
-            # with "Too many connections".
+            # with "Too many connections"; never for ever, so that a connection lost by a
+            # client bug surfaces as a Redis error instead of a hang.
             pool = module.BlockingConnectionPool.from_url(
-                self._url, max_connections=self.max_connections, timeout=None
+                self._url, max_connections=self.max_connections, timeout=_POOL_WAIT
             )
             client = module.Redis(connection_pool=pool)
         self._client = client

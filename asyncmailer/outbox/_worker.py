@@ -33,6 +33,9 @@ __all__ = ["OutboxWorker", "WorkerCounts"]
 
 logger = logging.getLogger("asyncmailer.outbox")
 
+#: Seconds a stopping worker lets its chores (promotion, heartbeat) finish their Redis call.
+_CHORE_STOP_GRACE = 5.0
+
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import RedisError
@@ -173,9 +176,10 @@ class OutboxWorker:
             self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
         loop = asyncio.get_running_loop()
+        chores_done = asyncio.Event()
         chores = [
-            loop.create_task(self._every(self.poll_interval, self._promote)),
-            loop.create_task(self._every(self.claim_idle / 3, self._heartbeat)),
+            loop.create_task(self._every(self.poll_interval, self._promote, chores_done)),
+            loop.create_task(self._every(self.claim_idle / 3, self._heartbeat, chores_done)),
         ]
         try:
             await self._fetch_loop()
@@ -183,7 +187,12 @@ class OutboxWorker:
             try:
                 await self._drain()
             finally:
-                for chore in chores:
+                # The chores are told to stop and finish the Redis call they are in, rather
+                # than being cancelled inside it: a command cancelled mid-reply can leave a
+                # pooled connection unusable. Cancelling stays the fallback for a stuck one.
+                chores_done.set()
+                _, stuck = await asyncio.wait(chores, timeout=_CHORE_STOP_GRACE)
+                for chore in stuck:
                     chore.cancel()
                 await asyncio.gather(*chores, return_exceptions=True)
 
@@ -195,14 +204,14 @@ class OutboxWorker:
             if pending:
                 await asyncio.wait(pending)
 
-    async def _every(self, interval: float, job: Any) -> None:
-        while True:
+    async def _every(self, interval: float, job: Any, done: asyncio.Event) -> None:
+        while not done.is_set():
             try:
                 await job()
             except self._errors as exc:
                 self.counts.redis_errors += 1
                 logger.debug("asyncmailer.outbox: %s failed: %s", job.__name__, exc)
-            await asyncio.sleep(interval)
+            await _wait_first(done, timeout=interval)
 
     async def _promote(self) -> None:
         await self.outbox.promote_due()
