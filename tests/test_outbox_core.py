@@ -305,7 +305,9 @@ async def test_graceful_stop_finishes_what_it_holds(redis_server: RedisServer) -
         ids = [await box.enqueue(**FIELDS) for _ in range(12)]
         worker = box.worker(concurrency=4, drain_timeout=5)
         async with worker:
-            while len(slow.delivered) < 2:
+            for _ in range(1000):
+                if len(slow.delivered) >= 2:
+                    break
                 await asyncio.sleep(0.01)
         # Stopped: what it held was finished, the rest is still queued.
         states = [(await box.status(i)).state for i in ids]  # type: ignore[union-attr]
@@ -326,7 +328,9 @@ async def test_a_drain_timeout_records_unknown_not_lost(redis_server: RedisServe
     ):
         outbox_id = await box.enqueue(**FIELDS)
         async with box.worker(concurrency=1, drain_timeout=0.2):
-            while (await box.stats()).in_flight == 0:
+            for _ in range(1000):
+                if (await box.stats()).in_flight:
+                    break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.1)
         status = await box.status(outbox_id)
