@@ -235,18 +235,11 @@ async def _dead_worker_takes(box: Outbox, count: int, *, begin: int) -> list[str
     begun = []
     for entry_id, fields in entries[:begin]:
         outbox_id = fields[b"i"].decode()
-        keys = [
-            box.stream,
-            box.state_key(outbox_id),
-            box.payload_key(outbox_id),
-            box.unknown_key,
-            box.results_key,
-            box.stats_key,
-        ]
-        verdict = await box.script("BEGIN")(
-            keys=keys, args=[entry_id, box.group, "dead", outbox_id, "0", 1000]
+        keys = [box.stream, box.unknown_key, box.results_key, box.stats_key]
+        answer = await box.script("BEGIN")(
+            keys=keys, args=[box.group, "dead", "0", 1000, 0, entry_id, outbox_id]
         )
-        assert verdict[0] == b"go"
+        assert answer[2] == b"go"
         begun.append(outbox_id)
     return begun
 

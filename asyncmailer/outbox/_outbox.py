@@ -79,10 +79,12 @@ class StoredMessage:
         return cls(composed, head.get("s"))
 
     def as_message(self) -> Message:
-        """The :class:`~asyncmailer.Message` a worker hands to ``send_mail``.
+        """The :class:`~asyncmailer.Message` a worker hands to ``send_composed`` with the bytes.
 
-        The raw bytes with the explicit envelope; ``keep_bcc`` so that nothing is removed
-        and ``dkim=False`` so that a message signed at enqueue is not signed twice.
+        It carries the per-message options (``ses``); the bytes are not composed again.
+        Given to ``send_mail`` it would send the same message: the raw bytes with the
+        explicit envelope, ``keep_bcc`` so that nothing is removed and ``dkim=False`` so
+        that a message signed at enqueue is not signed twice.
         """
         return Message(
             raw=self.composed.raw,
