@@ -40,35 +40,53 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS: stream, state, payload, idempotency key (or the stream), sched, stats.
-#: ARGV: id, payload, key ('' none), key ttl ms, send_at ms (0 none), max queued (0 none),
-#: Message-ID. Answer: {1, id} stored, {0, id} the key was known, {2, n} full.
+#: Stores a batch of messages (every ``enqueue`` waiting while the previous call ran).
+#:
+#: KEYS: stream, sched, stats, then three per message: state, payload, idempotency key
+#: (or the stream when it has none).
+#: ARGV: key ttl ms, max queued (0 none), then five per message: id, payload, key ('' none),
+#: send_at ms (0 none), Message-ID.
+#: Answer: two items per message: {1, id} stored, {0, id} the key was known, {2, n} full.
+#: The messages are stored in order: a key given twice in one batch stores the first.
 ENQUEUE = (
     _NOW
     + """
-local id, key = ARGV[1], ARGV[3]
-if key ~= '' then
-  local known = redis.call('GET', KEYS[4])
-  if known then return {0, known} end
+local ttl, limit = ARGV[1], tonumber(ARGV[2])
+local queued = -1
+local function enqueue(skey, pkey, kkey, id, payload, key, at, mid)
+  if key ~= '' then
+    local known = redis.call('GET', kkey)
+    if known then return 0, known end
+  end
+  if limit > 0 then
+    if queued < 0 then queued = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) end
+    if queued >= limit then return 2, tostring(queued) end
+  end
+  redis.call('SET', pkey, payload)
+  if at > now then
+    redis.call('HSET', skey, 'st', 'scheduled', 'c', now, 'a', 0, 'k', key, 'm', mid, 'at', at)
+    redis.call('ZADD', KEYS[2], at, id)
+  else
+    local e = redis.call('XADD', KEYS[1], '*', 'i', id)
+    redis.call('HSET', skey, 'st', 'queued', 'c', now, 'a', 0, 'k', key, 'm', mid, 'e', e)
+  end
+  if key ~= '' then redis.call('SET', kkey, id, 'PX', ttl) end
+  if queued >= 0 then queued = queued + 1 end
+  return 1, id
 end
-local limit = tonumber(ARGV[6])
-if limit > 0 then
-  local n = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[5])
-  if n >= limit then return {2, tostring(n)} end
+
+local out = {}
+local stored = 0
+for i = 0, (#KEYS - 3) / 3 - 1 do
+  local k, a = 4 + 3 * i, 3 + 5 * i
+  local status, value = enqueue(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], ARGV[a + 1],
+    ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4])
+  if status == 1 then stored = stored + 1 end
+  out[#out + 1] = status
+  out[#out + 1] = value
 end
-redis.call('SET', KEYS[3], ARGV[2])
-local at = tonumber(ARGV[5])
-if at > now then
-  redis.call('HSET', KEYS[2], 'st', 'scheduled', 'c', now, 'a', 0, 'k', key, 'm', ARGV[7],
-    'at', at)
-  redis.call('ZADD', KEYS[5], at, id)
-else
-  local e = redis.call('XADD', KEYS[1], '*', 'i', id)
-  redis.call('HSET', KEYS[2], 'st', 'queued', 'c', now, 'a', 0, 'k', key, 'm', ARGV[7], 'e', e)
-end
-if key ~= '' then redis.call('SET', KEYS[4], id, 'PX', ARGV[4]) end
-redis.call('HINCRBY', KEYS[6], 'enqueued', 1)
-return {1, id}
+if stored > 0 then redis.call('HINCRBY', KEYS[3], 'enqueued', stored) end
+return out
 """
 )
 
