@@ -75,11 +75,13 @@ class OutboxWorker:
     Or ``await worker.run()`` until :meth:`stop` is called (``asyncmailer outbox work``).
 
     For each entry the worker records the attempt (``sending``) in Redis *before* it calls
-    ``transport.send_mail``; after the answer it records the outcome and acknowledges the
-    entry in one Lua script. Entries of a worker that died stay pending; after
-    ``claim_idle`` seconds another worker claims them (``XAUTOCLAIM``): one whose attempt
-    never started is sent; one that was being sent becomes ``unknown`` and is never resent
-    automatically. A worker resets the idle time of the entries it holds every
+    ``transport.send_composed`` with the stored bytes; after the answer it records the
+    outcome and acknowledges the entry in one Lua script. Both are batched: one call takes
+    and begins every entry the worker has room for, one records every outcome ready at
+    that moment (each still atomic with its acknowledgement). Entries of a worker that died
+    stay pending; after ``claim_idle`` seconds another worker claims them (``XAUTOCLAIM``):
+    one whose attempt never started is sent; one that was being sent becomes ``unknown``
+    and is never resent automatically. A worker resets the idle time of the entries it holds every
     ``claim_idle / 3`` seconds, so that a slow send is not taken for a dead worker.
 
     - ``concurrency``: messages in progress at once in this worker (the transport's own
@@ -456,6 +458,10 @@ class OutboxWorker:
                     # running, and a while longer when stopping.
                     persist=True,
                 )
+            except asyncio.CancelledError:
+                for _, done in batch:
+                    done.cancel()
+                raise
             except BaseException as exc:
                 for _, done in batch:
                     if not done.done():
