@@ -507,3 +507,20 @@ async def test_a_worker_begins_and_records_in_batches_without_recomposing(
         results = [r async for r in box.results()]
         assert sorted(r.id for r in results) == sorted(ids)
         assert (await box.stats()).sent_total == 40
+
+
+async def test_foreign_stream_entries_are_dropped_by_the_batched_begin(
+    outbox: Outbox, memory: MemoryTransport
+) -> None:
+    first = await outbox.enqueue(**FIELDS)
+    foreign = await outbox.client.xadd(outbox.stream, {"x": "not an outbox entry"})
+    second = await outbox.enqueue(**FIELDS)
+    async with outbox.worker(concurrency=8) as worker:
+        await outbox.wait_idle(timeout=10)
+    assert len(memory) == 2 and worker.counts.sent == 2
+    for outbox_id in (first, second):
+        status = await outbox.status(outbox_id)
+        assert status is not None and status.state is OutboxState.SENT
+    # Acknowledged and deleted in the same call that began the others.
+    assert await outbox.client.xrange(outbox.stream, foreign, foreign) == []
+    assert (await outbox.client.xpending(outbox.stream, outbox.group))["pending"] == 0
