@@ -235,18 +235,11 @@ async def _dead_worker_takes(box: Outbox, count: int, *, begin: int) -> list[str
     begun = []
     for entry_id, fields in entries[:begin]:
         outbox_id = fields[b"i"].decode()
-        keys = [
-            box.stream,
-            box.state_key(outbox_id),
-            box.payload_key(outbox_id),
-            box.unknown_key,
-            box.results_key,
-            box.stats_key,
-        ]
-        verdict = await box.script("BEGIN")(
-            keys=keys, args=[entry_id, box.group, "dead", outbox_id, "0", 1000]
+        keys = [box.stream, box.unknown_key, box.results_key, box.stats_key]
+        answer = await box.script("BEGIN")(
+            keys=keys, args=[box.group, "dead", "0", 1000, 0, entry_id, outbox_id]
         )
-        assert verdict[0] == b"go"
+        assert answer[2] == b"go"
         begun.append(outbox_id)
     return begun
 
@@ -435,3 +428,135 @@ async def test_stopping_lets_a_chore_finish_its_redis_call(
         assert box.started >= 1
         assert box.cancelled == 0 and box.finished == box.started
         assert await box.promote_due() == 0  # the client still answers
+
+
+# ----------------------------------------------------------------------- batching
+
+
+async def _script_calls(box: Outbox) -> int:
+    """Script calls the server has run so far (EVALSHA and EVAL)."""
+    stats: Any = await box.client.info("commandstats")
+    return sum(
+        int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+
+
+class CountingTransport(MemoryTransport):
+    """A MemoryTransport that counts how often it composes (``prepare``)."""
+
+    prepared = 0
+
+    async def prepare(self, message: Any = None, /, **fields: Any) -> Any:
+        type(self).prepared += 1
+        return await super().prepare(message, **fields)
+
+
+async def test_concurrent_enqueues_share_script_calls(outbox: Outbox) -> None:
+    before = await _script_calls(outbox)
+    ids = await asyncio.gather(*(outbox.enqueue(subject=f"n{i}", **FIELDS) for i in range(60)))
+    calls = await _script_calls(outbox) - before
+    assert len(set(ids)) == 60
+    assert calls <= 10, calls  # one ENQUEUE call per batch, not one per message
+    for outbox_id in ids:
+        status = await outbox.status(outbox_id)
+        assert status is not None and status.state is OutboxState.QUEUED
+    assert (await outbox.stats()).queued == 60
+    counters: Any = await outbox.client.hgetall(outbox.stats_key)
+    assert int(counters[b"enqueued"]) == 60
+
+
+async def test_a_key_given_twice_in_one_batch_stores_once(outbox: Outbox) -> None:
+    first, again, other = await asyncio.gather(
+        outbox.enqueue(key="k", subject="a", **FIELDS),
+        outbox.enqueue(key="k", subject="b", **FIELDS),
+        outbox.enqueue(key="other", **FIELDS),
+    )
+    assert first == again != other
+    assert (await outbox.stats()).queued == 2
+    stored = await outbox.stored_message(first)
+    assert stored is not None and b"Subject: a" in stored.composed.raw
+
+
+async def test_max_queued_holds_within_one_batch(
+    redis_server: RedisServer, memory: MemoryTransport
+) -> None:
+    async with Outbox(redis_server.url, transport=memory, stream="mq", max_queued=3) as box:
+        outcomes = await asyncio.gather(
+            *(box.enqueue(**FIELDS) for _ in range(5)), return_exceptions=True
+        )
+        full = [o for o in outcomes if isinstance(o, OutboxFullError)]
+        assert len(full) == 2 and all(f.queued == 3 for f in full)
+        assert (await box.stats()).queued == 3
+
+
+async def test_durability_errors_name_each_message_of_a_batch(
+    redis_server: RedisServer, memory: MemoryTransport
+) -> None:
+    async with Outbox(
+        redis_server.url,
+        transport=memory,
+        stream="wb",
+        durability=Durability(replicas=1, timeout=0.05),
+    ) as box:
+        outcomes = await asyncio.gather(
+            *(box.enqueue(**FIELDS) for _ in range(4)), return_exceptions=True
+        )
+        assert all(isinstance(o, DurabilityError) for o in outcomes)
+        ids = {o.id for o in outcomes if isinstance(o, DurabilityError)}
+        assert len(ids) == 4
+        for outbox_id in ids:
+            status = await box.status(outbox_id)
+            assert status is not None and status.state is OutboxState.QUEUED
+
+
+async def test_a_worker_begins_and_records_in_batches_without_recomposing(
+    redis_server: RedisServer,
+) -> None:
+    CountingTransport.prepared = 0
+    async with (
+        CountingTransport(retry=RetryPolicy(max_attempts=1)) as memory,
+        Outbox(redis_server.url, transport=memory, stream="batch") as box,
+    ):
+        ids = await asyncio.gather(*(box.enqueue(subject=f"n{i}", **FIELDS) for i in range(40)))
+        assert CountingTransport.prepared == 40
+        stored = {i: await box.stored_message(i) for i in ids}
+        before = await _script_calls(box)
+        # No promotion or heartbeat chores in the count (long intervals), and no STATS
+        # polls: wait on the transport and on XPENDING.
+        async with box.worker(concurrency=40, poll_interval=60, claim_idle=60):
+            while len(memory) < 40 or (await box.client.xpending(box.stream, box.group))["pending"]:
+                await asyncio.sleep(0.01)
+        calls = await _script_calls(box) - before
+        # One BEGIN takes the 40 entries, each FINISH call records the outcomes ready by
+        # then (18 in a quiet run), plus a promotion: far from one BEGIN and one FINISH
+        # per message (81 calls).
+        assert calls <= 30, calls
+        assert CountingTransport.prepared == 40  # sent as stored: never composed again
+        by_id = {m.message_id: m.raw for m in memory}
+        for outbox_id in ids:
+            message = stored[outbox_id]
+            assert message is not None
+            assert by_id[message.composed.message_id] == message.composed.raw
+            status = await box.status(outbox_id)
+            assert status is not None and status.state is OutboxState.SENT
+            assert status.attempts == 1
+        results = [r async for r in box.results()]
+        assert sorted(r.id for r in results) == sorted(ids)
+        assert (await box.stats()).sent_total == 40
+
+
+async def test_foreign_stream_entries_are_dropped_by_the_batched_begin(
+    outbox: Outbox, memory: MemoryTransport
+) -> None:
+    first = await outbox.enqueue(**FIELDS)
+    foreign = await outbox.client.xadd(outbox.stream, {"x": "not an outbox entry"})
+    second = await outbox.enqueue(**FIELDS)
+    async with outbox.worker(concurrency=8) as worker:
+        await outbox.wait_idle(timeout=10)
+    assert len(memory) == 2 and worker.counts.sent == 2
+    for outbox_id in (first, second):
+        status = await outbox.status(outbox_id)
+        assert status is not None and status.state is OutboxState.SENT
+    # Acknowledged and deleted in the same call that began the others.
+    assert await outbox.client.xrange(outbox.stream, foreign, foreign) == []
+    assert (await outbox.client.xpending(outbox.stream, outbox.group))["pending"] == 0

@@ -212,3 +212,59 @@ async def test_lifecycle_is_the_base_one() -> None:
 def test_last_on_empty_outbox() -> None:
     with pytest.raises(AssertionError, match="no message"):
         _ = MemoryTransport().last
+
+
+# ----------------------------------------------------------------------- send_composed
+
+
+async def test_send_composed_sends_the_prepared_bytes_unchanged() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from asyncmailer.dkim import DKIMSigner
+
+    signer = DKIMSigner("example.com", "s1", private_key=ed25519.Ed25519PrivateKey.generate())
+    async with MemoryTransport(dkim=signer) as transport:
+        message = welcome(bcc="audit@example.com", ses={"Tags": [{"Name": "a", "Value": "b"}]})
+        composed, prepared = await transport.prepare(message)
+        assert composed.raw.count(b"DKIM-Signature:") == 1
+        result = await transport.send_composed(composed, prepared)
+        sent = transport.last
+        # Neither parsed nor signed again: the very bytes, to the very envelope.
+        assert sent.raw == composed.raw and sent.composed.envelope == composed.envelope
+        assert sent.message is prepared and result.message_id == composed.message_id
+        assert "audit@example.com" in sent.recipients
+        await transport.send_composed(composed)  # without the Message: no options
+        assert transport.last.raw == composed.raw and transport.last.message is None
+        assert transport.attempts == 2
+
+
+async def test_send_composed_applies_the_transports_checks_and_retries() -> None:
+    class Strict(MemoryTransport):
+        def _preflight(self, composed: object, message: object) -> None:
+            raise ConfigurationError("refused by the transport's checks", option="x")
+
+    async with Strict() as strict:
+        composed, _ = await MemoryTransport().prepare(welcome())
+        with pytest.raises(ConfigurationError):
+            await strict.send_composed(composed)
+        assert len(strict) == 0
+    async with MemoryTransport(
+        retry=RetryPolicy(max_attempts=3, initial_backoff=0.001)
+    ) as transport:
+        composed, _ = await transport.prepare(welcome())
+        transport.fail_next(SendingRateExceededError("slow down"), times=2)
+        result = await transport.send_composed(composed)
+        assert result.attempts == 3 and transport.last.raw == composed.raw
+
+
+async def test_send_composed_refuses_what_is_not_composed() -> None:
+    from asyncmailer.errors import MessageError
+
+    async with MemoryTransport() as transport:
+        with pytest.raises(MessageError) as caught:
+            await transport.send_composed(welcome())  # type: ignore[arg-type]
+        assert caught.value.field == "message"
+        composed, _ = await transport.prepare(welcome())
+        with pytest.raises(MessageError):
+            await transport.send_composed(composed, b"raw")  # type: ignore[arg-type]
+        assert len(transport) == 0

@@ -7,7 +7,7 @@ import datetime
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -44,6 +44,12 @@ INSTALL_HINT = "Outbox needs the redis package: pip install 'asyncmailer[redis]'
 
 #: When ``send_at`` accepts a number, it is seconds since the epoch.
 SendAt = datetime.datetime | float | int
+
+#: One waiting enqueue: its keys and arguments for ENQUEUE, and the future of its id.
+_Waiting = tuple[list[Any], list[Any], "asyncio.Future[str]"]
+#: Messages, and payload octets, stored by one ENQUEUE call at most.
+_ENQUEUE_BATCH = 128
+_ENQUEUE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +88,12 @@ class StoredMessage:
         return cls(composed, head.get("s"))
 
     def as_message(self) -> Message:
-        """The :class:`~asyncmailer.Message` a worker hands to ``send_mail``.
+        """The :class:`~asyncmailer.Message` a worker hands to ``send_composed`` with the bytes.
 
-        The raw bytes with the explicit envelope; ``keep_bcc`` so that nothing is removed
-        and ``dkim=False`` so that a message signed at enqueue is not signed twice.
+        It carries the per-message options (``ses``); the bytes are not composed again.
+        Given to ``send_mail`` it would send the same message: the raw bytes with the
+        explicit envelope, ``keep_bcc`` so that nothing is removed and ``dkim=False`` so
+        that a message signed at enqueue is not signed twice.
         """
         return Message(
             raw=self.composed.raw,
@@ -263,6 +271,9 @@ class Outbox:
         self.stats_key = f"{stream}:stats"
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        # Enqueues waiting for the next ENQUEUE call, and the task making it.
+        self._waiting: list[_Waiting] = []
+        self._storer: asyncio.Task[None] | None = None
         self._waitaof = False
         self._opened = False
 
@@ -439,44 +450,92 @@ class Outbox:
             )
         outbox_id = uuid.uuid4().hex
         keys = [
-            self.stream,
             self.state_key(outbox_id),
             self.payload_key(outbox_id),
             self.idempotency_key(key) if key is not None else self.stream,
-            self.schedule_key,
-            self.stats_key,
         ]
-        args: list[Any] = [
-            outbox_id,
-            payload,
-            key or "",
-            int(self.key_ttl * 1000),
-            send_at_ms,
-            self.max_queued or 0,
-            composed.message_id,
-        ]
-        status, value = await self.script("ENQUEUE")(keys=keys, args=args)
-        status = int(status)
-        text = _text(value) or ""
-        if status == 2:
-            raise OutboxFullError(
-                f"the outbox holds {text} messages (max_queued={self.max_queued}); "
-                "nothing was stored",
-                queued=int(text),
-                limit=self.max_queued or 0,
-            )
-        if status == 1:
-            await self._wait_durable(text)
-        return text
+        args = [outbox_id, payload, key or "", send_at_ms, composed.message_id]
+        self.client  # noqa: B018 - raises when closed
+        loop = asyncio.get_running_loop()
+        stored: asyncio.Future[str] = loop.create_future()
+        self._waiting.append((keys, args, stored))
+        if self._storer is None or self._storer.done():
+            self._storer = loop.create_task(self._store_waiting())
+        # Shielded: a cancelled caller does not take the batch's other messages with it.
+        return await asyncio.shield(stored)
 
-    async def _wait_durable(self, outbox_id: str) -> None:
+    async def _store_waiting(self) -> None:
+        """Store every waiting ``enqueue``, a batch per ENQUEUE call (a group commit).
+
+        An ``enqueue`` that arrives while a call runs goes in the next one: one at a time
+        costs one call each, as before; many at once share the calls.
+        """
+        while self._waiting:
+            size, count = 0, 0
+            for _, args, _ in self._waiting:
+                if count and (count >= _ENQUEUE_BATCH or size + len(args[1]) > _ENQUEUE_BYTES):
+                    break
+                size += len(args[1])
+                count += 1
+            batch, self._waiting = self._waiting[:count], self._waiting[count:]
+            try:
+                outcomes = await self._store_batch(batch)
+            except asyncio.CancelledError:
+                for _, _, stored in batch:
+                    stored.cancel()
+                raise
+            except BaseException as exc:
+                outcomes = [exc] * len(batch)
+            for (_, _, stored), outcome in zip(batch, outcomes, strict=True):
+                if stored.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    stored.set_exception(outcome)
+                    stored.exception()  # its caller may have been cancelled: no warning
+                else:
+                    stored.set_result(outcome)
+
+    async def _store_batch(self, batch: list[_Waiting]) -> list[str | BaseException]:
+        keys: list[Any] = [self.stream, self.schedule_key, self.stats_key]
+        args: list[Any] = [int(self.key_ttl * 1000), self.max_queued or 0]
+        for message_keys, message_args, _ in batch:
+            keys += message_keys
+            args += message_args
+        answer = await self.script("ENQUEUE")(keys=keys, args=args)
+        outcomes: list[str | BaseException] = []
+        fresh: list[int] = []
+        for i in range(len(batch)):
+            status, text = int(answer[2 * i]), _text(answer[2 * i + 1]) or ""
+            if status == 2:
+                outcomes.append(
+                    OutboxFullError(
+                        f"the outbox holds {text} messages (max_queued={self.max_queued}); "
+                        "nothing was stored",
+                        queued=int(text),
+                        limit=self.max_queued or 0,
+                    )
+                )
+                continue
+            if status == 1:
+                fresh.append(i)
+            outcomes.append(text)
+        if fresh:
+            # One WAIT / WAITAOF covers every message of the batch.
+            shortfall = await self._durability_shortfall()
+            if shortfall is not None:
+                for i in fresh:
+                    outcomes[i] = shortfall(cast(str, outcomes[i]))
+        return outcomes
+
+    async def _durability_shortfall(self) -> Callable[[str], DurabilityError] | None:
+        """Wait as ``durability`` asks; None when satisfied, else a maker of the error."""
         durability = self.durability
         timeout_ms = max(1, int(durability.timeout * 1000))
         client = self.client
         if durability.fsync and self._waitaof:
             local, _ = await cast(Any, client).execute_command("WAITAOF", 1, 0, timeout_ms)
             if int(local) < 1:
-                raise DurabilityError(
+                return lambda outbox_id: DurabilityError(
                     f"message {outbox_id} is stored but was not fsynced within "
                     f"{durability.timeout}s",
                     id=outbox_id,
@@ -488,7 +547,7 @@ class Outbox:
                 await cast(Any, client).execute_command("WAIT", durability.replicas, timeout_ms)
             )
             if acked < durability.replicas:
-                raise DurabilityError(
+                return lambda outbox_id: DurabilityError(
                     f"message {outbox_id} is stored on the primary but only {acked} of "
                     f"{durability.replicas} replicas acknowledged it within "
                     f"{durability.timeout}s",
@@ -496,6 +555,7 @@ class Outbox:
                     acknowledged=acked,
                     required=durability.replicas,
                 )
+        return None
 
     # ----------------------------------------------------------------- reading
 

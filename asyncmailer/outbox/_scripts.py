@@ -15,6 +15,10 @@ Keys, for a stream key ``S`` and an outbox id ``I``::
     S:results         the results stream (trimmed approximately: results are not mail)
     S:stats           counters: enqueued, sent, failed, unknown
 
+The worker's scripts (``BEGIN``, ``FINISH``) take a batch of entries per call and derive
+each message's keys from ``S`` (as ``PROMOTE`` does): one call begins every entry a
+worker takes at once, one records every outcome that is ready.
+
 Use a hash tag in ``S`` (``mail:{outbox}``) on Redis Cluster: the scripts derive keys
 from it.
 """
@@ -36,156 +40,234 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS: stream, state, payload, idempotency key (or the stream), sched, stats.
-#: ARGV: id, payload, key ('' none), key ttl ms, send_at ms (0 none), max queued (0 none),
-#: Message-ID. Answer: {1, id} stored, {0, id} the key was known, {2, n} full.
+#: Stores a batch of messages (every ``enqueue`` waiting while the previous call ran).
+#:
+#: KEYS: stream, sched, stats, then three per message: state, payload, idempotency key
+#: (or the stream when it has none).
+#: ARGV: key ttl ms, max queued (0 none), then five per message: id, payload, key ('' none),
+#: send_at ms (0 none), Message-ID.
+#: Answer: two items per message: {1, id} stored, {0, id} the key was known, {2, n} full.
+#: The messages are stored in order: a key given twice in one batch stores the first.
 ENQUEUE = (
     _NOW
     + """
-local id, key = ARGV[1], ARGV[3]
-if key ~= '' then
-  local known = redis.call('GET', KEYS[4])
-  if known then return {0, known} end
+local ttl, limit = ARGV[1], tonumber(ARGV[2])
+local queued = -1
+local function enqueue(skey, pkey, kkey, id, payload, key, at, mid)
+  if key ~= '' then
+    local known = redis.call('GET', kkey)
+    if known then return 0, known end
+  end
+  if limit > 0 then
+    if queued < 0 then queued = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) end
+    if queued >= limit then return 2, tostring(queued) end
+  end
+  redis.call('SET', pkey, payload)
+  if at > now then
+    redis.call('HSET', skey, 'st', 'scheduled', 'c', now, 'a', 0, 'k', key, 'm', mid, 'at', at)
+    redis.call('ZADD', KEYS[2], at, id)
+  else
+    local e = redis.call('XADD', KEYS[1], '*', 'i', id)
+    redis.call('HSET', skey, 'st', 'queued', 'c', now, 'a', 0, 'k', key, 'm', mid, 'e', e)
+  end
+  if key ~= '' then redis.call('SET', kkey, id, 'PX', ttl) end
+  if queued >= 0 then queued = queued + 1 end
+  return 1, id
 end
-local limit = tonumber(ARGV[6])
-if limit > 0 then
-  local n = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[5])
-  if n >= limit then return {2, tostring(n)} end
+
+local out = {}
+local stored = 0
+for i = 0, (#KEYS - 3) / 3 - 1 do
+  local k, a = 4 + 3 * i, 3 + 5 * i
+  local status, value = enqueue(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], ARGV[a + 1],
+    ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4])
+  if status == 1 then stored = stored + 1 end
+  out[#out + 1] = status
+  out[#out + 1] = value
 end
-redis.call('SET', KEYS[3], ARGV[2])
-local at = tonumber(ARGV[5])
-if at > now then
-  redis.call('HSET', KEYS[2], 'st', 'scheduled', 'c', now, 'a', 0, 'k', key, 'm', ARGV[7],
-    'at', at)
-  redis.call('ZADD', KEYS[5], at, id)
-else
-  local e = redis.call('XADD', KEYS[1], '*', 'i', id)
-  redis.call('HSET', KEYS[2], 'st', 'queued', 'c', now, 'a', 0, 'k', key, 'm', ARGV[7], 'e', e)
-end
-if key ~= '' then redis.call('SET', KEYS[4], id, 'PX', ARGV[4]) end
-redis.call('HINCRBY', KEYS[6], 'enqueued', 1)
-return {1, id}
+if stored > 0 then redis.call('HINCRBY', KEYS[3], 'enqueued', stored) end
+return out
 """
 )
 
 _RESULT = """
-local function result(st, sid, err)
-  local f = redis.call('HMGET', KEYS[2], 'k', 'm', 'a')
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', RESULTS_MAXLEN, '*', 'i', ID, 'st', st,
+local function result(skey, id, st, sid, err)
+  local f = redis.call('HMGET', skey, 'k', 'm', 'a')
+  redis.call('XADD', RESULTS, 'MAXLEN', '~', RESULTS_MAXLEN, '*', 'i', id, 'st', st,
     'k', f[1] or '', 'm', f[2] or '', 'a', f[3] or '0', 'sid', sid or '', 'err', err or '')
 end
 """
 
-#: KEYS: stream, state, payload, unknown, results, stats.
-#: ARGV: entry id, group, consumer, id, resend unknown ('1'), results maxlen.
-#: Answer: {'go', payload, attempt} | {'unknown'} | {'skip'}.
+#: Takes a batch of entries for one worker and records their attempts, in one call.
+#:
+#: KEYS: stream, unknown, results, stats.
+#: ARGV: group, consumer, resend unknown ('1'), results maxlen, count, then the entries
+#: as (entry id, outbox id) pairs. With count > 0 the script reads up to count new
+#: entries itself (``XREADGROUP ... >``, never blocking) and the pairs are ignored; with
+#: count 0 it takes the pairs given (entries claimed with ``XAUTOCLAIM``).
+#: Answer: five items per entry: entry id, outbox id, verdict ('go', 'unknown' or
+#: 'skip'), the stored payload (for 'go', else ''), the attempt number (for 'go', else '').
+#: Every 'go' has its attempt recorded (``sending``, with this consumer) before the answer
+#: leaves Redis: the worker sends nothing that is not recorded.
 BEGIN = (
     _NOW
     + """
-local E, G, ID, RESULTS_MAXLEN = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
+local S, G, C = KEYS[1], ARGV[1], ARGV[2]
+local RESEND, RESULTS, RESULTS_MAXLEN = ARGV[3], KEYS[3], ARGV[4]
 """
     + _RESULT
     + """
-local f = redis.call('HMGET', KEYS[2], 'st', 'e', 'a', 'w')
-local st = f[1]
-if st == 'sending' and f[2] == E and f[4] == ARGV[3] then
-  -- This worker's own BEGIN, asked again after a lost reply: it has not sent yet.
-  return {'go', redis.call('GET', KEYS[3]) or '', f[3]}
+local function begin(E, ID)
+  if ID == '' then
+    -- Not an outbox entry: drop it.
+    redis.call('XACK', S, G, E)
+    redis.call('XDEL', S, E)
+    return 'skip'
+  end
+  local skey, pkey = S .. ':s:' .. ID, S .. ':p:' .. ID
+  local f = redis.call('HMGET', skey, 'st', 'e', 'a', 'w')
+  local st = f[1]
+  if st == 'sending' and f[2] == E and f[4] == C then
+    -- This worker's own attempt, taken again after a lost reply: it has not sent yet.
+    return 'go', redis.call('GET', pkey) or '', f[3]
+  end
+  if (not st) or f[2] ~= E or (st ~= 'queued' and st ~= 'sending') then
+    -- Not this entry's message any more (finished, re-queued under another entry): drop it.
+    redis.call('XACK', S, G, E)
+    redis.call('XDEL', S, E)
+    return 'skip'
+  end
+  if st == 'sending' and RESEND ~= '1' then
+    -- Its worker recorded an attempt and never reported an answer: the backend may have
+    -- accepted it. Park it for an operator; never resend it automatically.
+    redis.call('HSET', skey, 'st', 'unknown', 't', now,
+      'err', '{"type":"DeliveryUnknownError","message":"the worker sending it stopped before '
+        .. 'reporting an answer; the backend may have accepted the message","fields":'
+        .. '{"outcome":"ambiguous"}}')
+    redis.call('HDEL', skey, 'e')
+    redis.call('ZADD', KEYS[2], now, ID)
+    redis.call('XACK', S, G, E)
+    redis.call('XDEL', S, E)
+    redis.call('HINCRBY', KEYS[4], 'unknown', 1)
+    result(skey, ID, 'unknown', '', 'DeliveryUnknownError')
+    return 'unknown'
+  end
+  local payload = redis.call('GET', pkey)
+  if not payload then
+    redis.call('HSET', skey, 'st', 'failed', 't', now,
+      'err', '{"type":"OutboxError","message":"the stored message is missing","fields":{}}')
+    redis.call('XACK', S, G, E)
+    redis.call('XDEL', S, E)
+    return 'skip'
+  end
+  local a = tonumber(f[3] or '0') + 1
+  redis.call('HSET', skey, 'st', 'sending', 'a', a, 'w', C, 't', now)
+  return 'go', payload, tostring(a)
 end
-if (not st) or f[2] ~= E or (st ~= 'queued' and st ~= 'sending') then
-  -- Not this entry's message any more (finished, re-queued under another entry): drop it.
-  redis.call('XACK', KEYS[1], G, E)
-  redis.call('XDEL', KEYS[1], E)
-  return {'skip'}
+
+local entries = {}
+local count = tonumber(ARGV[5])
+if count > 0 then
+  local read = redis.call('XREADGROUP', 'GROUP', G, C, 'COUNT', count, 'STREAMS', S, '>')
+  if read then
+    local items = read[1][2]
+    for i = 1, #items do
+      local id, fields = '', items[i][2]
+      for j = 1, #fields, 2 do
+        if fields[j] == 'i' then id = fields[j + 1] end
+      end
+      entries[#entries + 1] = {items[i][1], id}
+    end
+  end
+else
+  for i = 6, #ARGV - 1, 2 do entries[#entries + 1] = {ARGV[i], ARGV[i + 1]} end
 end
-if st == 'sending' and ARGV[5] ~= '1' then
-  -- Its worker recorded an attempt and never reported an answer: the backend may have
-  -- accepted it. Park it for an operator; never resend it automatically.
-  redis.call('HSET', KEYS[2], 'st', 'unknown', 't', now,
-    'err', '{"type":"DeliveryUnknownError","message":"the worker sending it stopped before '
-      .. 'reporting an answer; the backend may have accepted the message","fields":'
-      .. '{"outcome":"ambiguous"}}')
-  redis.call('HDEL', KEYS[2], 'e')
-  redis.call('ZADD', KEYS[4], now, ID)
-  redis.call('XACK', KEYS[1], G, E)
-  redis.call('XDEL', KEYS[1], E)
-  redis.call('HINCRBY', KEYS[6], 'unknown', 1)
-  result('unknown', '', 'DeliveryUnknownError')
-  return {'unknown'}
+local out = {}
+for i = 1, #entries do
+  local E, ID = entries[i][1], entries[i][2]
+  local verdict, payload, a = begin(E, ID)
+  out[#out + 1] = E
+  out[#out + 1] = ID
+  out[#out + 1] = verdict
+  out[#out + 1] = payload or ''
+  out[#out + 1] = a or ''
 end
-local payload = redis.call('GET', KEYS[3])
-if not payload then
-  redis.call('HSET', KEYS[2], 'st', 'failed', 't', now,
-    'err', '{"type":"OutboxError","message":"the stored message is missing","fields":{}}')
-  redis.call('XACK', KEYS[1], G, E)
-  redis.call('XDEL', KEYS[1], E)
-  return {'skip'}
-end
-local a = tonumber(f[3] or '0') + 1
-redis.call('HSET', KEYS[2], 'st', 'sending', 'a', a, 'w', ARGV[3], 't', now)
-return {'go', payload, tostring(a)}
+return out
 """
 )
 
-#: KEYS: stream, state, payload, sched, results, stats, unknown, failed.
-#: ARGV: entry id, group, id, outcome (sent|failed|unknown|retry|release), backend id,
-#: visible Message-ID, error JSON, retry delay ms, sent-state ttl ms, results maxlen.
-#: Answer: the state recorded, or 'stale'.
+#: Records a batch of outcomes, each with its acknowledgement, in one call.
+#:
+#: KEYS: stream, sched, results, stats, unknown, failed.
+#: ARGV: group, sent-state ttl ms, results maxlen, then seven items per outcome: entry
+#: id, outbox id, outcome (sent|failed|unknown|retry|release), backend id, visible
+#: Message-ID, error JSON, retry delay ms.
+#: Answer: per outcome, the state recorded, or 'stale'.
 FINISH = (
     _NOW
     + """
-local E, G, ID, RESULTS_MAXLEN = ARGV[1], ARGV[2], ARGV[3], ARGV[10]
+local S, G, SENT_TTL = KEYS[1], ARGV[1], ARGV[2]
+local RESULTS, RESULTS_MAXLEN = KEYS[3], ARGV[3]
 """
     + _RESULT
     + """
-local outcome = ARGV[4]
-local f = redis.call('HMGET', KEYS[2], 'st', 'e')
-local st = f[1]
-if f[2] ~= E and not (st == 'unknown' and (outcome == 'sent' or outcome == 'failed')) then
-  redis.call('XACK', KEYS[1], G, E)
-  return 'stale'
+local function finish(E, ID, outcome, sid, vm, err, delay)
+  local skey, pkey = S .. ':s:' .. ID, S .. ':p:' .. ID
+  local f = redis.call('HMGET', skey, 'st', 'e')
+  local st = f[1]
+  if f[2] ~= E and not (st == 'unknown' and (outcome == 'sent' or outcome == 'failed')) then
+    redis.call('XACK', S, G, E)
+    return 'stale'
+  end
+  if st == 'unknown' then
+    -- Claimed by another worker and parked as unknown while this one was still waiting
+    -- for the answer: the answer is better than "unknown". Only if nobody re-queued it.
+    if outcome ~= 'sent' and outcome ~= 'failed' then return 'stale' end
+    if redis.call('ZREM', KEYS[5], ID) == 0 then return 'stale' end
+    redis.call('HINCRBY', KEYS[4], 'unknown', -1)
+  elseif st ~= 'sending' and st ~= 'queued' then
+    redis.call('XACK', S, G, E)
+    return 'stale'
+  end
+  redis.call('XACK', S, G, E)
+  redis.call('XDEL', S, E)
+  if outcome == 'release' then
+    local e = redis.call('XADD', S, '*', 'i', ID)
+    redis.call('HSET', skey, 'st', 'queued', 'e', e, 't', now)
+    return 'queued'
+  end
+  redis.call('HDEL', skey, 'e', 'w')
+  if outcome == 'retry' then
+    local at = now + tonumber(delay)
+    redis.call('HSET', skey, 'st', 'scheduled', 'at', at, 't', now, 'err', err)
+    redis.call('ZADD', KEYS[2], at, ID)
+    return 'scheduled'
+  end
+  if outcome == 'sent' then
+    redis.call('HSET', skey, 'st', 'sent', 'sid', sid, 'vm', vm, 't', now)
+    redis.call('HDEL', skey, 'err')
+    redis.call('DEL', pkey)
+    redis.call('PEXPIRE', skey, SENT_TTL)
+    redis.call('HINCRBY', KEYS[4], 'sent', 1)
+    result(skey, ID, 'sent', sid, '')
+    return 'sent'
+  end
+  local zset = KEYS[6]
+  if outcome == 'unknown' then zset = KEYS[5] end
+  redis.call('HSET', skey, 'st', outcome, 't', now, 'err', err)
+  redis.call('ZADD', zset, now, ID)
+  redis.call('HINCRBY', KEYS[4], outcome, 1)
+  local etype = string.match(err, '"type":"([^"]*)"') or ''
+  result(skey, ID, outcome, '', etype)
+  return outcome
 end
-if st == 'unknown' then
-  -- Claimed by another worker and parked as unknown while this one was still waiting for
-  -- the answer: the answer is better than "unknown". Only if nobody re-queued it since.
-  if outcome ~= 'sent' and outcome ~= 'failed' then return 'stale' end
-  if redis.call('ZREM', KEYS[7], ID) == 0 then return 'stale' end
-  redis.call('HINCRBY', KEYS[6], 'unknown', -1)
-elseif st ~= 'sending' and st ~= 'queued' then
-  redis.call('XACK', KEYS[1], G, E)
-  return 'stale'
+
+local out = {}
+for i = 4, #ARGV - 6, 7 do
+  out[#out + 1] = finish(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
+    ARGV[i + 5], ARGV[i + 6])
 end
-redis.call('XACK', KEYS[1], G, E)
-redis.call('XDEL', KEYS[1], E)
-if outcome == 'release' then
-  local e = redis.call('XADD', KEYS[1], '*', 'i', ID)
-  redis.call('HSET', KEYS[2], 'st', 'queued', 'e', e, 't', now)
-  return 'queued'
-end
-redis.call('HDEL', KEYS[2], 'e', 'w')
-if outcome == 'retry' then
-  local at = now + tonumber(ARGV[8])
-  redis.call('HSET', KEYS[2], 'st', 'scheduled', 'at', at, 't', now, 'err', ARGV[7])
-  redis.call('ZADD', KEYS[4], at, ID)
-  return 'scheduled'
-end
-if outcome == 'sent' then
-  redis.call('HSET', KEYS[2], 'st', 'sent', 'sid', ARGV[5], 'vm', ARGV[6], 't', now)
-  redis.call('HDEL', KEYS[2], 'err')
-  redis.call('DEL', KEYS[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[9])
-  redis.call('HINCRBY', KEYS[6], 'sent', 1)
-  result('sent', ARGV[5], '')
-  return 'sent'
-end
-local zset = KEYS[8]
-if outcome == 'unknown' then zset = KEYS[7] end
-redis.call('HSET', KEYS[2], 'st', outcome, 't', now, 'err', ARGV[7])
-redis.call('ZADD', zset, now, ID)
-redis.call('HINCRBY', KEYS[6], outcome, 1)
-local etype = string.match(ARGV[7], '"type":"([^"]*)"') or ''
-result(outcome, '', etype)
-return outcome
+return out
 """
 )
 

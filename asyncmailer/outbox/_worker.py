@@ -36,6 +36,9 @@ logger = logging.getLogger("asyncmailer.outbox")
 #: Seconds a stopping worker lets its chores (promotion, heartbeat) finish their Redis call.
 _CHORE_STOP_GRACE = 5.0
 
+#: Outcomes recorded by one FINISH call at most.
+_FINISH_BATCH = 256
+
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import RedisError
@@ -75,11 +78,13 @@ class OutboxWorker:
     Or ``await worker.run()`` until :meth:`stop` is called (``asyncmailer outbox work``).
 
     For each entry the worker records the attempt (``sending``) in Redis *before* it calls
-    ``transport.send_mail``; after the answer it records the outcome and acknowledges the
-    entry in one Lua script. Entries of a worker that died stay pending; after
-    ``claim_idle`` seconds another worker claims them (``XAUTOCLAIM``): one whose attempt
-    never started is sent; one that was being sent becomes ``unknown`` and is never resent
-    automatically. A worker resets the idle time of the entries it holds every
+    ``transport.send_composed`` with the stored bytes; after the answer it records the
+    outcome and acknowledges the entry in one Lua script. Both are batched: one call takes
+    and begins every entry the worker has room for, one records every outcome ready at
+    that moment (each still atomic with its acknowledgement). Entries of a worker that died
+    stay pending; after ``claim_idle`` seconds another worker claims them (``XAUTOCLAIM``):
+    one whose attempt never started is sent; one that was being sent becomes ``unknown``
+    and is never resent automatically. A worker resets the idle time of the entries it holds every
     ``claim_idle / 3`` seconds, so that a slow send is not taken for a dead worker.
 
     - ``concurrency``: messages in progress at once in this worker (the transport's own
@@ -136,6 +141,10 @@ class OutboxWorker:
         self._slot_free: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._claim_cursor = "0-0"
+        # Outcomes waiting to be recorded, and the task recording them (a group commit:
+        # every outcome ready while one FINISH call runs goes in the next one).
+        self._outcomes: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._rng = random.Random()
         self._errors = _redis_errors()
 
@@ -186,6 +195,9 @@ class OutboxWorker:
         finally:
             try:
                 await self._drain()
+                if self._recorder is not None:
+                    # Outcomes of sends cancelled at the drain timeout are still recorded.
+                    await asyncio.shield(self._recorder)
             finally:
                 # The chores are told to stop and finish the Redis call they are in, rather
                 # than being cancelled inside it: a command cancelled mid-reply can leave a
@@ -238,12 +250,18 @@ class OutboxWorker:
                 await _wait_first(self._slot_free, self._stopping)
                 continue
             try:
-                entries: list[tuple[str, str | None]] = []
+                taken: list[Any] = []
                 if loop.time() >= next_claim:
-                    entries = await self._claim(free)
-                    if not entries:
+                    claimed = await self._claim(free)
+                    if claimed:
+                        taken = await self._begin(0, claimed)
+                    else:
                         next_claim = loop.time() + min(self.claim_idle / 2, 5.0)
-                if not entries:
+                if not taken:
+                    # One call reads new entries and records their attempts.
+                    taken = await self._begin(free, [])
+                if not taken:
+                    # Nothing waiting: block on the stream, then begin what arrived.
                     client: Any = outbox.client
                     answer = await client.xreadgroup(
                         outbox.group,
@@ -252,9 +270,13 @@ class OutboxWorker:
                         count=free,
                         block=int(self.block * 1000),
                     )
-                    for _, items in answer or ():
-                        for entry_id, fields in items:
-                            entries.append((_text(entry_id) or "", _outbox_id(fields)))
+                    arrived = [
+                        (_text(entry_id) or "", _outbox_id(fields))
+                        for _, items in answer or ()
+                        for entry_id, fields in items
+                    ]
+                    if arrived:
+                        taken = await self._begin(0, arrived)
                 failures = 0
             except self._errors as exc:
                 self.counts.redis_errors += 1
@@ -265,11 +287,39 @@ class OutboxWorker:
                 logger.warning("asyncmailer.outbox: reading the stream failed: %s", exc)
                 await _wait_first(self._stopping, timeout=min(2.0, 0.05 * 2**failures))
                 continue
-            for entry_id, outbox_id in entries:
+            for i in range(0, len(taken), 5):
+                entry_id = _text(taken[i]) or ""
+                verdict = _text(taken[i + 2])
+                if verdict == "unknown":
+                    self.counts.unknown += 1
+                if verdict != "go":
+                    continue
+                outbox_id = _text(taken[i + 1]) or ""
                 self._held.add(entry_id)
-                task = loop.create_task(self._handle(entry_id, outbox_id))
+                task = loop.create_task(
+                    self._handle(entry_id, outbox_id, taken[i + 3], int(taken[i + 4]))
+                )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    async def _begin(self, count: int, entries: list[tuple[str, str | None]]) -> list[Any]:
+        """Take ``count`` new entries (or the ``entries`` given) and record their attempts.
+
+        Five items per entry: entry id, outbox id, verdict, payload, attempt.
+        """
+        outbox = self.outbox
+        args: list[Any] = [
+            outbox.group,
+            self.consumer,
+            "1" if outbox.resend_unknown else "0",
+            outbox.results_maxlen,
+            count,
+        ]
+        for entry_id, outbox_id in entries:
+            args += (entry_id, outbox_id or "")
+        keys = [outbox.stream, outbox.unknown_key, outbox.results_key, outbox.stats_key]
+        answer = await outbox.script("BEGIN")(keys=keys, args=args)
+        return list(answer or ())
 
     async def _claim(self, count: int) -> list[tuple[str, str | None]]:
         outbox = self.outbox
@@ -294,9 +344,9 @@ class OutboxWorker:
 
     # ----------------------------------------------------------------- one entry
 
-    async def _handle(self, entry_id: str, outbox_id: str | None) -> None:
+    async def _handle(self, entry_id: str, outbox_id: str, payload: bytes, attempt: int) -> None:
         try:
-            await self._process(entry_id, outbox_id)
+            await self._process(entry_id, outbox_id, payload, attempt)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -306,46 +356,11 @@ class OutboxWorker:
             if self._slot_free is not None:
                 self._slot_free.set()
 
-    async def _process(self, entry_id: str, outbox_id: str | None) -> None:
-        outbox = self.outbox
-        if outbox_id is None:
-            await outbox.client.xack(outbox.stream, outbox.group, entry_id)
-            return
-        assert self._stopping is not None
-        if self._stopping.is_set():
-            await self._finish(entry_id, outbox_id, "release")
-            return
-        begin = await self._redis_retry(
-            outbox.script("BEGIN"),
-            keys=[
-                outbox.stream,
-                outbox.state_key(outbox_id),
-                outbox.payload_key(outbox_id),
-                outbox.unknown_key,
-                outbox.results_key,
-                outbox.stats_key,
-            ],
-            args=[
-                entry_id,
-                outbox.group,
-                self.consumer,
-                outbox_id,
-                "1" if outbox.resend_unknown else "0",
-                outbox.results_maxlen,
-            ],
-        )
-        if begin is None:
-            return  # Redis stayed down until stop: the entry stays pending for a claimer
-        verdict = _text(begin[0])
-        if verdict == "unknown":
-            self.counts.unknown += 1
-            return
-        if verdict != "go":
-            return
-        attempt = int(begin[2])
-        stored = StoredMessage.decode(begin[1])
+    async def _process(self, entry_id: str, outbox_id: str, payload: bytes, attempt: int) -> None:
+        # The attempt is recorded (BEGIN): send the stored bytes as they are, unparsed.
+        stored = StoredMessage.decode(payload)
         try:
-            result = await outbox.transport.send_mail(stored.as_message())
+            result = await self.outbox.transport.send_composed(stored.composed, stored.as_message())
         except asyncio.CancelledError:
             # Cancelled mid-send (stop() ran out of drain_timeout): the backend may have
             # the message. Record that, then let the cancellation go on.
@@ -417,35 +432,53 @@ class OutboxWorker:
         error: str = "",
         delay_ms: int = 0,
     ) -> None:
-        outbox = self.outbox
-        await self._redis_retry(
-            outbox.script("FINISH"),
-            keys=[
-                outbox.stream,
-                outbox.state_key(outbox_id),
-                outbox.payload_key(outbox_id),
-                outbox.schedule_key,
-                outbox.results_key,
-                outbox.stats_key,
-                outbox.unknown_key,
-                outbox.failed_key,
-            ],
-            args=[
-                entry_id,
-                outbox.group,
-                outbox_id,
-                outcome,
-                backend_id,
-                message_id,
-                error,
-                delay_ms,
-                int(outbox.result_ttl * 1000),
-                outbox.results_maxlen,
-            ],
-            # An outcome must not be lost to a Redis restart: keep trying while running,
-            # and a while longer when stopping.
-            persist=True,
+        """Record one outcome (and acknowledge its entry) with the others ready now."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._outcomes.append(
+            ([entry_id, outbox_id, outcome, backend_id, message_id, error, delay_ms], done)
         )
+        if self._recorder is None or self._recorder.done():
+            self._recorder = loop.create_task(self._record())
+        # Shielded: a cancelled sender still waits for nothing, its outcome is recorded.
+        await asyncio.shield(done)
+
+    async def _record(self) -> None:
+        """Record the waiting outcomes, a batch per FINISH call, until none is left."""
+        outbox = self.outbox
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes[:_FINISH_BATCH], self._outcomes[_FINISH_BATCH:]
+            args: list[Any] = [outbox.group, int(outbox.result_ttl * 1000), outbox.results_maxlen]
+            for item, _ in batch:
+                args += item
+            try:
+                answer = await self._redis_retry(
+                    outbox.script("FINISH"),
+                    keys=[
+                        outbox.stream,
+                        outbox.schedule_key,
+                        outbox.results_key,
+                        outbox.stats_key,
+                        outbox.unknown_key,
+                        outbox.failed_key,
+                    ],
+                    args=args,
+                    # An outcome must not be lost to a Redis restart: keep trying while
+                    # running, and a while longer when stopping.
+                    persist=True,
+                )
+            except asyncio.CancelledError:
+                for _, done in batch:
+                    done.cancel()
+                raise
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                raise
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(answer)
 
     async def _redis_retry(
         self, script: Any, *, keys: list[Any], args: list[Any], persist: bool = False

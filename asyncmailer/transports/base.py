@@ -539,13 +539,61 @@ class Transport(abc.ABC):
         during the backend call leaves the outcome unknown: the backend may have accepted
         the message.
         """
+        known = message.message_id if isinstance(message, Message) else None
+        return await self._send_tracked(known, lambda: self.prepare(message, **fields))
+
+    async def send_composed(
+        self, composed: ComposedMessage, message: Message | None = None, /
+    ) -> SendResult:
+        """Send a message :meth:`prepare` already composed, without composing it again.
+
+        Example::
+
+            composed, message = await transport.prepare(from_="a@example.com", to="b@example.com")
+            ...  # store it, queue it, hand it to another task
+            result = await transport.send_composed(composed, message)
+
+        ``composed.raw`` is sent as it is, to ``composed.envelope``: it is neither parsed
+        nor signed again (a DKIM signature added by ``prepare`` stays valid). ``message``,
+        the :class:`~asyncmailer.Message` it came from (or any ``Message`` carrying the
+        per-message options, such as ``ses``), gives its options to the backend call; it
+        is not composed. The transport's own checks (size, recipients, SMTPUTF8), its
+        suppression list, rate limiter, connection bound and retries apply exactly as in
+        :meth:`send_mail`, with the same errors and the same cancellation rules. The
+        durable outbox's workers send this way.
+        """
+        if not isinstance(composed, ComposedMessage):
+            raise MessageError(
+                f"send_composed() takes a ComposedMessage (from prepare()), "
+                f"not {type(composed).__name__}",
+                field="message",
+            )
+        if message is not None and not isinstance(message, Message):
+            raise MessageError(
+                "send_composed()'s message must be a Message or None, "
+                f"not {type(message).__name__}",
+                field="message",
+            )
+
+        async def checked() -> tuple[ComposedMessage, Message | None]:
+            self._preflight(composed, message)
+            return composed, message
+
+        return await self._send_tracked(composed.message_id, checked)
+
+    async def _send_tracked(
+        self,
+        known_id: str | None,
+        compose: Callable[[], Awaitable[tuple[ComposedMessage, Message | None]]],
+    ) -> SendResult:
+        """The body of :meth:`send_mail` and :meth:`send_composed`, ``compose`` aside."""
         loop = self._check_open()
         assert self._idle is not None
         started = loop.time()
         track = _SendTrack()
-        if isinstance(message, Message) and message.message_id:
+        if known_id:
             # Known before composing: an abort while still composing can name it too.
-            track.message_id = message.message_id
+            track.message_id = known_id
         # Counted from the call, not from the end of composition, so that aclose() drains
         # (or reports) every send that was accepted while the transport was open.
         self._pending += 1
@@ -556,7 +604,7 @@ class Transport(abc.ABC):
             with scope:
                 if self._pacer is not None:
                     await self._pacer.turn()
-                composed, msg = await self.prepare(message, **fields)
+                composed, msg = await compose()
                 track.message_id = composed.message_id
                 suppressed: Mapping[str, SuppressionEntry] = {}
                 if self.suppression is not None:
