@@ -654,10 +654,35 @@ def _dedupe(addresses: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Envelope → the validated envelope made of it: the result depends on the values alone
+# (plain ``str`` addresses in a plain ``Envelope``), and a sender passing the envelope of
+# a composed message, or the same one again, skips re-validating it. Only successes are
+# stored; the cache is emptied when full.
+_ENVELOPES: dict[Envelope, Envelope] = {}
+_ENVELOPES_MAX = 1024
+
+
 def make_envelope(
     value: Envelope | Mapping[str, Any],
 ) -> Envelope:
     """Validate a user-supplied envelope (``Envelope`` or a mapping with ``from_``/``to``)."""
+    if (
+        type(value) is Envelope
+        and type(value.from_) is str
+        and type(value.to) is tuple
+        and all(type(address) is str for address in value.to)
+    ):
+        checked = _ENVELOPES.get(value)
+        if checked is None:
+            checked = _make_envelope(value)
+            if len(_ENVELOPES) >= _ENVELOPES_MAX:
+                _ENVELOPES.clear()
+            _ENVELOPES[value] = checked
+        return checked
+    return _make_envelope(value)
+
+
+def _make_envelope(value: Envelope | Mapping[str, Any]) -> Envelope:
     recipients: list[Address | str] = []
     if isinstance(value, Envelope):
         sender: object = value.from_
