@@ -921,4 +921,4 @@ def test_no_garbage_cycles_left_by_a_failed_send() -> None:
     transport = run_virtual(main())
     gc.collect()
     assert transport._failures == []
-    assert transport._scopes == set()
+    assert transport._sends == set()
