@@ -23,7 +23,7 @@ __all__ = ["LoopPacer"]
 class LoopPacer:
     """At most one task's heavy steps run per event-loop iteration; the others wait."""
 
-    __slots__ = ("_busy", "_holder", "_loop", "_normal", "_urgent")
+    __slots__ = ("_busy", "_handed", "_holder", "_loop", "_normal", "_urgent")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -31,6 +31,9 @@ class LoopPacer:
         self._busy = False
         # The task given the turn in this iteration (None: unknown or nobody).
         self._holder: asyncio.Task[object] | None = None
+        # The turn was handed to a waiter whose step runs in the iteration of the next
+        # _pass_on, ahead of it.
+        self._handed = False
         self._urgent: deque[tuple[asyncio.Future[None], asyncio.Task[object] | None]] = deque()
         self._normal: deque[tuple[asyncio.Future[None], asyncio.Task[object] | None]] = deque()
 
@@ -69,6 +72,13 @@ class LoopPacer:
                     # the iteration where that step runs, so the step after it runs in
                     # the iteration after.
                     self._loop.call_soon(self._pass_on)
+                    self._handed = True
                     return
-        self._busy = False
         self._holder = None
+        if self._handed:
+            # The waiter handed the turn ran its step in this iteration, just before: a
+            # task arriving later in it must not run one too. Free from the next one.
+            self._handed = False
+            self._loop.call_soon(self._pass_on)
+            return
+        self._busy = False
