@@ -816,3 +816,30 @@ def test_the_envelope_cache_gives_the_validated_envelope_and_never_hides_an_erro
 
     sneaky = Envelope(Sneaky("shop@example.com"), ("a@x.com",))
     assert make_envelope(sneaky) == Envelope("shop@example.com", ("a@x.com",))
+
+
+def test_cached_address_lines_are_the_same_lines_and_keep_the_smtputf8_flag() -> None:
+    from asyncmailer.mime import _build
+
+    # SMTPUTF8 comes from the Reply-To line alone (the envelope is ASCII)
+    message = Message(
+        from_="a@x.com", to='"Doe, John" <j@x.com>', reply_to="josé@bücher.example", text="x"
+    )
+    _build._ADDRESS_LINES.clear()
+    first = compose_sync(message, seed=1)
+    second = compose_sync(message, seed=1)
+    assert first.raw == second.raw
+    assert first.smtputf8 and second.smtputf8
+    assert b'\r\nTo: "Doe, John" <j@x.com>\r\n' in second.raw
+    plain = compose_sync(Message(from_="a@x.com", to='"Doe, John" <j@x.com>', text="x"))
+    assert not plain.smtputf8
+
+
+def test_a_prebuilt_message_needing_no_change_is_sent_as_given() -> None:
+    data = b"From: a@x.com\r\nTo: b@y.org\r\nMessage-ID: <1@x.com>\r\nSubject: s\r\n\r\nbody\r\n"
+    composed = compose_sync(data)
+    assert composed.raw == data
+    assert composed.message_id == "<1@x.com>"
+    with_bcc = compose_sync(data.replace(b"Subject", b"Bcc: c@z.net\r\nSubject"))
+    assert with_bcc.raw == data
+    assert with_bcc.envelope.to == ("b@y.org", "c@z.net")

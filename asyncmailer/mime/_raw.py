@@ -121,6 +121,9 @@ def compose_raw(
             except HeaderError:
                 message_id = value
             break
+    if message_id is not None and len(kept) == len(fields):
+        # Nothing to add or remove: the fields and the body put back together are ``data``.
+        return ComposedMessage(data, env, message_id, smtputf8)
     out: list[bytes] = []
     if message_id is None:
         message_id = f"<{new_token(options, 16)}@{env.from_.rpartition('@')[2]}>"
