@@ -6,7 +6,8 @@ a thousand ``send_mail`` calls) the event loop would run every ready step back t
 before it gets to anything else: an HTTP handler of the application, a timer, or the task
 that writes a request already granted by the rate limiter. :class:`LoopPacer` lets the
 first step of an iteration run at once and queues the others; each later iteration hands
-the turn to one waiter (``urgent`` ones, about to write a rate-limited request, first).
+the turn to one waiter (``urgent`` ones, about to ask the rate limiter and write a request,
+first).
 The task holding the turn may run its next step in the same iteration (composing then
 writing one message, ~0.2–0.6 ms) instead of queueing behind itself. No timers and no
 polling: a waiting step costs one future.
