@@ -979,3 +979,30 @@ async def test_reserve_hooks_run_only_where_a_transport_defines_them() -> None:
         await child.send_mail(msg(0))
         assert child.events[:1] == [f"reserve {mid(0)}"]
         assert (await plain.send_mail(msg(1))).message_id == mid(1)
+
+
+@virtual_time
+async def test_an_abort_swallowed_on_the_way_is_withdrawn_when_the_send_ends() -> None:
+    # A backend call that swallows the cancellation and completes: the send succeeds (an
+    # honest outcome), and the caller's task is not left counting aclose()'s cancel request.
+    class Stubborn(FakeTransport):
+        async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
+            try:
+                await asyncio.sleep(100)
+            except asyncio.CancelledError:
+                pass
+            return Delivery(response="ok", message_id=composed.message_id)
+
+    transport = Stubborn(limits=Limits(drain_timeout=0.5))
+    await transport.__aenter__()
+
+    async def caller() -> tuple[str, int]:
+        result = await transport.send_mail(msg(0))
+        task = asyncio.current_task()
+        assert task is not None
+        return result.message_id, task.cancelling() if sys.version_info >= (3, 11) else 0
+
+    task = asyncio.ensure_future(caller())
+    await asyncio.sleep(0.1)
+    await transport.aclose()
+    assert await task == (mid(0), 0)

@@ -599,6 +599,8 @@ class Transport(abc.ABC):
             raise
         finally:
             self._sends.discard(track)
+            if track.aborting:
+                _withdraw_abort(track)
             self._pending -= 1
             if not self._pending:
                 self._idle.set()
@@ -801,6 +803,8 @@ class Transport(abc.ABC):
             raise
         finally:
             self._sends.discard(track)
+            if track.aborting:
+                _withdraw_abort(track)
             self._pending -= 1
             if not self._pending:
                 self._idle.set()
@@ -971,6 +975,15 @@ def _aborted_by_close(track: _SendTrack) -> bool:
     """
     if not track.aborting:
         return False
+    return _withdraw_abort(track)
+
+
+def _withdraw_abort(track: _SendTrack) -> bool:
+    """Withdraw ``aclose``'s cancel request of this send; True if no other one is pending.
+
+    Also called when the send ends without the ``CancelledError`` reaching it (code on the
+    way swallowed it), so the caller's task is not left counting a cancellation.
+    """
     track.aborting = False
     uncancel = getattr(track.task, "uncancel", None)  # Python 3.11+
     return uncancel is None or uncancel() <= track.cancelling
