@@ -159,6 +159,14 @@ def _split_addr_spec(address: str, field: str) -> tuple[str, str]:
     return local, ascii_domain
 
 
+# Checked addresses (and parsed strings below) are remembered: transactional mail repeats
+# its sender, and a message's envelope and headers check the same addresses. Only
+# successes are stored (an invalid input is parsed, and raises, every time), only for
+# plain ``str`` keys, and the caches are emptied when full.
+_SPEC_CACHE: dict[str, str] = {}
+_SPEC_CACHE_MAX = 4096
+
+
 def ascii_addr_spec(address: str, *, field: str) -> str:
     """Return ``address`` with its domain IDNA-encoded, after validating its syntax.
 
@@ -167,6 +175,19 @@ def ascii_addr_spec(address: str, *, field: str) -> str:
     decides). Raises :class:`~asyncmailer.errors.AddressError` for anything that is not an
     ``addr-spec``.
     """
+    if type(address) is str:
+        cached = _SPEC_CACHE.get(address)
+        if cached is not None:
+            return cached
+        result = _ascii_addr_spec(address, field)
+        if len(_SPEC_CACHE) >= _SPEC_CACHE_MAX:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[address] = result
+        return result
+    return _ascii_addr_spec(address, field)
+
+
+def _ascii_addr_spec(address: str, field: str) -> str:
     if _SIMPLE_ADDR.fullmatch(address) and ".." not in address:
         at = address.index("@")
         domain = address[at + 1 :]
@@ -364,9 +385,28 @@ def _parse_string(text: str, field: str) -> list[Address | Group]:
     return result
 
 
+# Strings longer than this are parsed every time (the cache would keep them alive).
+_PARSE_CACHE_TEXT = 512
+_PARSE_CACHE: dict[str, tuple[Address | Group, ...]] = {}
+_PARSE_CACHE_MAX = 2048
+
+
+def _parse_cached(text: str, field: str) -> list[Address | Group]:
+    """:func:`_parse_string`, remembering what short plain strings parse to."""
+    if type(text) is not str or len(text) > _PARSE_CACHE_TEXT:
+        return _parse_string(text, field)
+    cached = _PARSE_CACHE.get(text)
+    if cached is None:
+        cached = tuple(_parse_string(text, field))  # raises for invalid input: not stored
+        if len(_PARSE_CACHE) >= _PARSE_CACHE_MAX:
+            _PARSE_CACHE.clear()
+        _PARSE_CACHE[text] = cached
+    return list(cached)
+
+
 def _parse_one(value: object, field: str, allow_group: bool) -> list[Address | Group]:
     if isinstance(value, str):
-        return _parse_string(value, field)
+        return _parse_cached(value, field)
     if isinstance(value, Address):
         return [Address(_check_name(value.name, field), _check_address(value.address, field))]
     if isinstance(value, tuple) and len(value) == 2:

@@ -261,7 +261,8 @@ Lag is the sum of the steps that run in the same loop iteration before the ticke
 
 - The transport's pacer (`cooperative=True`, the default) starts at most one heavy step
   (composing a message; building, signing and writing a request) per loop iteration and
-  queues the others, requests already granted by the rate limiter first. So the ticker
+  queues the others, requests about to be sent first (their turn is taken before the rate
+  limiter's grant, so a grant that needs no wait is not queued behind other steps). So the ticker
   waits for about one step plus the answers that arrived together, whatever N is.
 - Without it (the "cooperative off" rows), the N requests in flight move in step: sent
   together, against an endpoint with a fixed latency their answers come back together, and

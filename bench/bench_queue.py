@@ -209,7 +209,7 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         "collector does not grow with the queue. What does grow with 100k *tasks* queued at "
         "once is the time Python's cyclic GC spends walking hundreds of MB of live task "
         "objects (the number in brackets); `send_many` keeps its memory, and so its GC cost, "
-        "flat. A queued `send_mail` costs a task, its coroutine frames and a cancel scope "
+        "flat. A queued `send_mail` costs a task, its coroutine frames and a book-keeping record "
         "(the message itself comes on top: its composed size). `send_many` keeps "
         "`concurrency` workers and at most 2 × concurrency outcomes, whatever N: prefer it "
         "for large batches (its peak reaches 0.8 MB once the rate limiter's one-second log "

@@ -164,3 +164,59 @@ def test_error_names_the_offending_text() -> None:
     assert info.value.field == "reply_to"
     assert "bad address" in info.value.text
     assert "reply_to" in str(info.value)
+
+
+# -- the parse and addr-spec caches: equal results, errors raised every time ---------------
+
+
+def test_parsed_strings_are_cached_as_equal_fresh_lists() -> None:
+    text = '"Doe, John" <j@x.com>, Team: a@y.org, b@z.net;'
+    first = parse_addresses(text, field="to")
+    first.append(Address("", "mutated@x.com"))  # the caller's list, not the cache's
+    second = parse_addresses(text, field="to")
+    assert second == [
+        Address("Doe, John", "j@x.com"),
+        Group("Team", (Address("", "a@y.org"), Address("", "b@z.net"))),
+    ]
+    assert second is not first
+    assert parse_address("Shop <shop@example.com>", field="from_") == Address(
+        "Shop", "shop@example.com"
+    )
+    assert parse_address("Shop <shop@example.com>", field="from_") == Address(
+        "Shop", "shop@example.com"
+    )
+
+
+def test_the_caches_never_hide_an_error() -> None:
+    from asyncmailer.errors import AddressError
+
+    for field in ("to", "cc", "to"):
+        with pytest.raises(AddressError) as info:
+            parse_addresses("Name without angle a@b.com", field=field)
+        assert info.value.field == field
+        with pytest.raises(AddressError) as info:
+            ascii_addr_spec("a..b@x.com", field=field)
+        assert info.value.field == field
+    # a group where one address is expected: the cached parse of the string is still checked
+    parse_addresses("Team: a@y.org;", field="to")
+    with pytest.raises(AddressError):
+        parse_address("Team: a@y.org;", field="from_")
+    # valid, then a near miss
+    assert ascii_addr_spec("a@x.com", field="to") == "a@x.com"
+    with pytest.raises(AddressError):
+        ascii_addr_spec("a@x.com\n", field="to")
+    assert ascii_addr_spec("josé@bücher.example", field="to") == "josé@xn--bcher-kva.example"
+    assert ascii_addr_spec("josé@bücher.example", field="to") == "josé@xn--bcher-kva.example"
+
+
+def test_the_caches_stay_bounded() -> None:
+    from asyncmailer import address
+
+    for i in range(address._PARSE_CACHE_MAX + 10):
+        parse_addresses(f"user{i}@example.com", field="to")
+    assert len(address._PARSE_CACHE) <= address._PARSE_CACHE_MAX
+    assert len(address._SPEC_CACHE) <= address._SPEC_CACHE_MAX
+    long_text = ", ".join(f"u{i}@example.com" for i in range(50))
+    assert len(long_text) > address._PARSE_CACHE_TEXT
+    assert len(parse_addresses(long_text, field="to")) == 50
+    assert long_text not in address._PARSE_CACHE

@@ -742,3 +742,104 @@ async def test_async_compose_matches_sync() -> None:
     assert (await compose(message, seed=1, now=now)).raw == compose_sync(
         message, seed=1, now=now
     ).raw
+
+
+# -- caches of the composer: same results, errors never hidden ------------------------------
+
+
+def test_the_date_cache_formats_once_per_second_of_its_clock() -> None:
+    import datetime
+    import email.utils
+
+    from asyncmailer.mime._headers import DateCache
+
+    now = [1_700_000_000.25]
+    calls = []
+
+    def clock() -> float:
+        calls.append(now[0])
+        return now[0]
+
+    cache = DateCache(clock)
+    first = cache.now()
+    expected = email.utils.format_datetime(
+        datetime.datetime.fromtimestamp(1_700_000_000, datetime.timezone.utc)
+    )
+    assert first == expected == "Tue, 14 Nov 2023 22:13:20 +0000"
+    now[0] = 1_700_000_000.999
+    assert cache.now() == first  # same second
+    now[0] = 1_700_000_001.0
+    second = cache.now()
+    assert second == "Tue, 14 Nov 2023 22:13:21 +0000"
+    now[0] = 1_700_000_000.5  # the clock went back: the text follows it
+    assert cache.now() == first
+    assert len(calls) == 4
+
+
+def test_a_composed_date_is_the_current_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    import email.utils
+    import time
+
+    from asyncmailer.mime import _headers
+
+    monkeypatch.setattr(_headers, "_DATE_NOW", _headers.DateCache(lambda: 86400.0 * 365))
+    raw = compose_sync(Message(from_="a@example.com", to="b@example.com", text="x")).raw
+    assert b"\r\nDate: Fri, 01 Jan 1971 00:00:00 +0000\r\n" in raw
+    # the real clock: within a second or two of time.time()
+    monkeypatch.undo()
+    raw = compose_sync(Message(from_="a@example.com", to="b@example.com", text="x")).raw
+    date = raw.split(b"\r\nDate: ")[1].split(b"\r\n")[0].decode()
+    assert abs(email.utils.parsedate_to_datetime(date).timestamp() - time.time()) < 5
+
+
+def test_the_envelope_cache_gives_the_validated_envelope_and_never_hides_an_error() -> None:
+    from asyncmailer.errors import AddressError, MessageError
+    from asyncmailer.message import Envelope
+    from asyncmailer.mime._build import make_envelope
+
+    given = Envelope("Shop <shop@bücher.example>", ("a@x.com", "a@X.COM", "b@y.org"))
+    for _ in range(3):
+        assert make_envelope(given) == Envelope(
+            "shop@xn--bcher-kva.example", ("a@x.com", "b@y.org")
+        )
+    bad = Envelope("shop@example.com", ("a@x.com", "not an address"))
+    for _ in range(3):
+        with pytest.raises(AddressError):
+            make_envelope(bad)
+    for _ in range(2):
+        with pytest.raises(MessageError):
+            make_envelope(Envelope("shop@example.com", ()))
+
+    # a str subclass is validated every time, never looked up
+    class Sneaky(str):
+        __slots__ = ()
+
+    sneaky = Envelope(Sneaky("shop@example.com"), ("a@x.com",))
+    assert make_envelope(sneaky) == Envelope("shop@example.com", ("a@x.com",))
+
+
+def test_cached_address_lines_are_the_same_lines_and_keep_the_smtputf8_flag() -> None:
+    from asyncmailer.mime import _build
+
+    # SMTPUTF8 comes from the Reply-To line alone (the envelope is ASCII)
+    message = Message(
+        from_="a@x.com", to='"Doe, John" <j@x.com>', reply_to="josé@bücher.example", text="x"
+    )
+    _build._ADDRESS_LINES.clear()
+    first = compose_sync(message, seed=1)
+    second = compose_sync(message, seed=1)
+    assert first.raw == second.raw
+    assert first.smtputf8 and second.smtputf8
+    assert b'\r\nTo: "Doe, John" <j@x.com>\r\n' in second.raw
+    plain = compose_sync(Message(from_="a@x.com", to='"Doe, John" <j@x.com>', text="x"))
+    assert not plain.smtputf8
+
+
+def test_a_prebuilt_message_needing_no_change_is_sent_as_given() -> None:
+    data = b"From: a@x.com\r\nTo: b@y.org\r\nMessage-ID: <1@x.com>\r\nSubject: s\r\n\r\nbody\r\n"
+    composed = compose_sync(data)
+    assert composed.raw == data
+    assert composed.message_id == "<1@x.com>"
+    with_bcc = compose_sync(data.replace(b"Subject", b"Bcc: c@z.net\r\nSubject"))
+    assert with_bcc.raw == data
+    assert with_bcc.envelope.to == ("b@y.org", "c@z.net")

@@ -137,3 +137,35 @@ def test_has_long_line_at_the_smtp_limit() -> None:
     assert has_long_line(b"x" * 10 + b"\r\n" + b"y" * 999, 998, chunk=500)
     assert has_long_line(b"y" * 999 + b"\r\n", 998, chunk=7)
     assert not has_long_line(b"", 998)
+
+
+# -- has_long_crlf_line: the prebuilt-message fast path, same answers as has_long_line -------
+
+
+@pytest.mark.parametrize("limit", [0, 1, 4, 7, 9, 998])
+def test_has_long_crlf_line_agrees_with_has_long_line(limit: int) -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from asyncmailer.mime._encoding import has_long_crlf_line, has_long_line
+    from asyncmailer.mime._raw import to_crlf
+
+    pieces = [*_LINE_PIECES, b"y" * 997, b"z" * 998, b"w" * 999]
+
+    @given(st.lists(st.sampled_from(pieces), max_size=30).map(b"".join))
+    def check(data: bytes) -> None:
+        crlf = to_crlf(data)  # the fast path's precondition: CRLF line breaks only
+        assert has_long_crlf_line(crlf, limit) is has_long_line(crlf, limit), (crlf, limit)
+
+    check()
+
+
+def test_has_long_crlf_line_on_big_input_goes_through_the_chunked_scan() -> None:
+    from asyncmailer.mime._encoding import has_long_crlf_line
+
+    ok = b"a" * 998
+    big = b"\r\n".join([ok] * 1100)  # over 1 MB
+    assert len(big) > 1 << 20
+    assert not has_long_crlf_line(big, 998)
+    assert has_long_crlf_line(big + b"\r\n" + ok + b"b", 998)
+    assert has_long_crlf_line(b"b" + big, 998)

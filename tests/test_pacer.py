@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from asyncmailer import Limits, Message
+from asyncmailer.limits import Grant, LocalRateLimiter
 from asyncmailer.result import ComposedMessage
 from asyncmailer.transports._pacer import LoopPacer
 from asyncmailer.transports.base import Delivery, Transport
@@ -219,3 +220,50 @@ async def test_a_burst_of_sends_runs_one_heavy_step_per_iteration(cooperative: b
         assert max(per_iteration.values()) <= 2
     else:  # the control: without the pacer, the whole burst composes in one iteration
         assert max(per_iteration.values()) >= 50
+
+
+class _RecordingLimiter(LocalRateLimiter):
+    """A LocalRateLimiter that records the loop iteration and task of every grant."""
+
+    def __init__(self, clock: Callable[[], int], rate: float) -> None:
+        super().__init__(rate)
+        self._clock = clock
+        #: (iteration, task, whether acquire() returned without waiting) of every grant.
+        self.granted: list[tuple[int, object, bool]] = []
+
+    async def acquire(self, weight: int = 1) -> Grant:
+        asked = self._clock()
+        grant = await super().acquire(weight)
+        self.granted.append((self._clock(), asyncio.current_task(), self._clock() == asked))
+        return grant
+
+
+@pytest.mark.parametrize("rate", [10_000.0, 500.0])
+async def test_with_a_rate_limiter_grants_are_dated_in_their_requests_iteration(
+    rate: float,
+) -> None:
+    # The urgent turn is taken before limiter.acquire(): a grant that needs no wait is
+    # given in the iteration that writes its request. After a wait, the turn is taken
+    # again, so one task's steps per iteration still holds.
+    loop = asyncio.get_running_loop()
+    iterations = _Iterations(loop)
+    limiter = _RecordingLimiter(lambda: iterations.count, rate)
+    async with _StepTransport(
+        lambda: iterations.count, limits=Limits(rate_limiter=limiter), max_connections=10
+    ) as transport:
+        await asyncio.gather(
+            *(
+                transport.send_mail(from_="a@example.com", to=f"r{i}@example.org", text="x")
+                for i in range(50)
+            )
+        )
+    iterations.stop()
+    tasks_per_iteration: dict[int, set[object]] = {}
+    for _, count, task in transport.by_task:
+        tasks_per_iteration.setdefault(count, set()).add(task)
+    assert max(len(tasks) for tasks in tasks_per_iteration.values()) == 1
+    requests = {task: count for step, count, task in transport.by_task if step == "request"}
+    assert len(requests) == len(limiter.granted) == 50
+    at_once = [(count, task) for count, task, no_wait in limiter.granted if no_wait]
+    assert at_once  # the first grant at least
+    assert all(requests[task] == count for count, task in at_once)

@@ -921,4 +921,88 @@ def test_no_garbage_cycles_left_by_a_failed_send() -> None:
     transport = run_virtual(main())
     gc.collect()
     assert transport._failures == []
-    assert transport._scopes == set()
+    assert transport._sends == set()
+
+
+@virtual_time
+async def test_a_caller_cancelling_during_the_abort_gets_its_cancellation() -> None:
+    # aclose() aborts a send by cancelling its task; when the caller cancels the same send
+    # too, the caller's cancellation wins (CancelledError), it is not turned into an error.
+    transport = FakeTransport(latency=100.0, limits=Limits(drain_timeout=1.0))
+    await transport.__aenter__()
+    task = asyncio.ensure_future(transport.send_mail(msg(0)))
+    await asyncio.sleep(0.5)
+    closer = asyncio.ensure_future(transport.aclose())
+    await asyncio.sleep(0.6)  # the drain timeout has passed: aclose() cancelled the send
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await closer
+    assert transport.open_connections == 0
+    assert transport.pending == 0
+
+
+@virtual_time
+async def test_an_aborted_send_leaves_its_task_uncancelled() -> None:
+    # The abort's cancel request is withdrawn: the task that called send_mail goes on.
+    transport = FakeTransport(latency=100.0, limits=Limits(drain_timeout=0.5))
+    await transport.__aenter__()
+
+    async def caller() -> str:
+        try:
+            await transport.send_mail(msg(0))
+        except DeliveryUnknownError:
+            pass
+        await asyncio.sleep(1)  # not cancelled
+        task = asyncio.current_task()
+        assert task is not None
+        return f"cancelling={task.cancelling() if sys.version_info >= (3, 11) else 0}"
+
+    task = asyncio.ensure_future(caller())
+    await asyncio.sleep(0.1)
+    with pytest.raises(UndeliveredError):
+        await transport.aclose()
+    assert await task == "cancelling=0"
+
+
+async def test_reserve_hooks_run_only_where_a_transport_defines_them() -> None:
+    class Plain(Transport):
+        async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
+            return Delivery(response="ok", message_id=composed.message_id)
+
+    class Child(FakeTransport):
+        pass
+
+    async with Plain() as plain, Child() as child:
+        assert not plain._reserving
+        assert child._reserving
+        await child.send_mail(msg(0))
+        assert child.events[:1] == [f"reserve {mid(0)}"]
+        assert (await plain.send_mail(msg(1))).message_id == mid(1)
+
+
+@virtual_time
+async def test_an_abort_swallowed_on_the_way_is_withdrawn_when_the_send_ends() -> None:
+    # A backend call that swallows the cancellation and completes: the send succeeds (an
+    # honest outcome), and the caller's task is not left counting aclose()'s cancel request.
+    class Stubborn(FakeTransport):
+        async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
+            try:
+                await asyncio.sleep(100)
+            except asyncio.CancelledError:
+                pass
+            return Delivery(response="ok", message_id=composed.message_id)
+
+    transport = Stubborn(limits=Limits(drain_timeout=0.5))
+    await transport.__aenter__()
+
+    async def caller() -> tuple[str, int]:
+        result = await transport.send_mail(msg(0))
+        task = asyncio.current_task()
+        assert task is not None
+        return result.message_id, task.cancelling() if sys.version_info >= (3, 11) else 0
+
+    task = asyncio.ensure_future(caller())
+    await asyncio.sleep(0.1)
+    await transport.aclose()
+    assert await task == (mid(0), 0)

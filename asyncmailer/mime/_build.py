@@ -654,10 +654,35 @@ def _dedupe(addresses: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Envelope → the validated envelope made of it: the result depends on the values alone
+# (plain ``str`` addresses in a plain ``Envelope``), and a sender passing the envelope of
+# a composed message, or the same one again, skips re-validating it. Only successes are
+# stored; the cache is emptied when full.
+_ENVELOPES: dict[Envelope, Envelope] = {}
+_ENVELOPES_MAX = 1024
+
+
 def make_envelope(
     value: Envelope | Mapping[str, Any],
 ) -> Envelope:
     """Validate a user-supplied envelope (``Envelope`` or a mapping with ``from_``/``to``)."""
+    if (
+        type(value) is Envelope
+        and type(value.from_) is str
+        and type(value.to) is tuple
+        and all(type(address) is str for address in value.to)
+    ):
+        checked = _ENVELOPES.get(value)
+        if checked is None:
+            checked = _make_envelope(value)
+            if len(_ENVELOPES) >= _ENVELOPES_MAX:
+                _ENVELOPES.clear()
+            _ENVELOPES[value] = checked
+        return checked
+    return _make_envelope(value)
+
+
+def _make_envelope(value: Envelope | Mapping[str, Any]) -> Envelope:
     recipients: list[Address | str] = []
     if isinstance(value, Envelope):
         sender: object = value.from_
@@ -705,6 +730,26 @@ def envelope_from_headers(
 
 # ------------------------------------------------------------------------ build
 
+# (header name, parsed addresses) → (the folded header line, whether it needs SMTPUTF8):
+# transactional mail repeats its From. Parsed addresses are immutable values; only
+# successes are stored; the cache is emptied when full.
+_ADDRESS_LINES: dict[tuple[str, tuple[Address | Group, ...]], tuple[bytes, bool]] = {}
+_ADDRESS_LINES_MAX = 1024
+
+
+def _address_line(
+    name: str, field_name: str, items: Sequence[Address | Group]
+) -> tuple[bytes, bool]:
+    key = (name, tuple(items))
+    cached = _ADDRESS_LINES.get(key)
+    if cached is None:
+        tokens, utf8 = address_tokens(items, field_name, word_limit(name))
+        cached = (fold(name, tokens), utf8)
+        if len(_ADDRESS_LINES) >= _ADDRESS_LINES_MAX:
+            _ADDRESS_LINES.clear()
+        _ADDRESS_LINES[key] = cached
+    return cached
+
 
 def build_message(
     message: Message, resolved: Mapping[str, bytes], options: BuildOptions
@@ -740,9 +785,9 @@ def build_message(
         ("Reply-To", "reply_to", reply_to),
     ):
         if items:
-            tokens, utf8 = address_tokens(items, field_name, word_limit(name))
+            line, utf8 = _address_line(name, field_name, items)
             smtputf8 = smtputf8 or utf8
-            lines.append(fold(name, tokens))
+            lines.append(line)
     if message.subject is not None:
         lines.append(fold("Subject", text_tokens(check_text(message.subject, "subject"), 69)))
     if message.message_id is not None:

@@ -17,6 +17,7 @@ __all__ = [
     "base64_body",
     "choose_text_encoding",
     "encoded_words",
+    "has_long_crlf_line",
     "has_long_line",
     "is_7bit_text",
     "quoted_printable_body",
@@ -107,6 +108,19 @@ def has_long_line(data: bytes, limit: int, *, chunk: int = _LINE_CHUNK) -> bool:
             return True
         carry = len(lines[-1])
     return carry > limit
+
+
+def has_long_crlf_line(data: bytes, limit: int) -> bool:
+    """:func:`has_long_line` for ``data`` whose line breaks are all CRLF (no lone CR or LF).
+
+    One split at ``CRLF`` and no copy of the data, for inputs up to ``_LINE_CHUNK``
+    octets (bigger ones go through :func:`has_long_line`).
+    """
+    if len(data) <= limit:
+        return False
+    if len(data) > _LINE_CHUNK:
+        return has_long_line(data, limit)
+    return max(map(len, data.split(b"\r\n"))) > limit
 
 
 def is_7bit_text(data: bytes) -> bool:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 import email.utils
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from asyncmailer._controls import control_char_error
@@ -106,6 +107,12 @@ def check_media_type(value: str, field: str) -> str:
 
 def fold(name: str, tokens: Sequence[str]) -> bytes:
     """Write ``Name: tok tok ...`` CRLF, breaking lines between tokens at 78 columns."""
+    if tokens:
+        # Everything fits on one line (the common case): then every prefix fits too, and
+        # the loop below would write exactly this.
+        single = f"{name}: {' '.join(tokens)}"
+        if len(single) <= LINE_LIMIT:
+            return (single + "\r\n").encode("utf-8")
     line = name + ":"
     lines: list[str] = []
     first = True
@@ -272,10 +279,40 @@ def check_text(value: object, field: str) -> str:
     return _check_text(value, field)
 
 
+class DateCache:
+    """The ``Date`` value for the current second, formatted once per second.
+
+    ``email.utils.format_datetime`` drops the fraction of a second, so every message
+    composed within one second of ``clock()`` (seconds since the epoch) gets the same
+    value: the cache keeps the last second and its text.
+    """
+
+    __slots__ = ("_clock", "_second", "_text")
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._second: int | None = None
+        self._text = ""
+
+    def now(self) -> str:
+        """The current time, UTC, as an RFC 5322 date (``Wed, 02 Dec 2026 16:53:57 +0000``)."""
+        second = int(self._clock() // 1)
+        if second != self._second:
+            stamp = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
+            self._text = email.utils.format_datetime(stamp)
+            self._second = second
+        return self._text
+
+
+_DATE_NOW = DateCache()
+
+
 def format_date(value: datetime.datetime | str | None, now: datetime.datetime | None) -> str:
     """The ``Date`` value (RFC 5322) for ``value``, or for ``now``/the current time."""
     if value is None:
-        value = now or datetime.datetime.now(datetime.timezone.utc)
+        if now is None:
+            return _DATE_NOW.now()
+        value = now
     elif isinstance(value, str):
         try:
             value = email.utils.parsedate_to_datetime(value)

@@ -22,7 +22,7 @@ from asyncmailer.mime._build import (
     make_envelope,
     new_token,
 )
-from asyncmailer.mime._encoding import has_long_line
+from asyncmailer.mime._encoding import has_long_crlf_line
 from asyncmailer.mime._headers import MAX_LINE, msg_id
 from asyncmailer.result import ComposedMessage
 
@@ -98,7 +98,7 @@ def compose_raw(
     else:
         head, sep, rest = data.partition(b"\r\n\r\n")
         body = b"\r\n" + rest if sep else b"\r\n"
-    if has_long_line(data, MAX_LINE):
+    if has_long_crlf_line(data, MAX_LINE):  # to_crlf() left CRLF line breaks only
         raise MessageError(f"{field}: a line is longer than {MAX_LINE} octets", field=field)
     fields = _fields(head, field)
     if envelope is not None:
@@ -121,6 +121,9 @@ def compose_raw(
             except HeaderError:
                 message_id = value
             break
+    if message_id is not None and len(kept) == len(fields):
+        # Nothing to add or remove: the fields and the body put back together are ``data``.
+        return ComposedMessage(data, env, message_id, smtputf8)
     out: list[bytes] = []
     if message_id is None:
         message_id = f"<{new_token(options, 16)}@{env.from_.rpartition('@')[2]}>"

@@ -6,7 +6,8 @@ a thousand ``send_mail`` calls) the event loop would run every ready step back t
 before it gets to anything else: an HTTP handler of the application, a timer, or the task
 that writes a request already granted by the rate limiter. :class:`LoopPacer` lets the
 first step of an iteration run at once and queues the others; each later iteration hands
-the turn to one waiter (``urgent`` ones, about to write a rate-limited request, first).
+the turn to one waiter (``urgent`` ones, about to ask the rate limiter and write a request,
+first).
 The task holding the turn may run its next step in the same iteration (composing then
 writing one message, ~0.2–0.6 ms) instead of queueing behind itself. No timers and no
 polling: a waiting step costs one future.
@@ -23,7 +24,7 @@ __all__ = ["LoopPacer"]
 class LoopPacer:
     """At most one task's heavy steps run per event-loop iteration; the others wait."""
 
-    __slots__ = ("_busy", "_holder", "_loop", "_normal", "_urgent")
+    __slots__ = ("_busy", "_handed", "_holder", "_loop", "_normal", "_urgent")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -31,6 +32,9 @@ class LoopPacer:
         self._busy = False
         # The task given the turn in this iteration (None: unknown or nobody).
         self._holder: asyncio.Task[object] | None = None
+        # The turn was handed to a waiter whose step runs in the iteration of the next
+        # _pass_on, ahead of it.
+        self._handed = False
         self._urgent: deque[tuple[asyncio.Future[None], asyncio.Task[object] | None]] = deque()
         self._normal: deque[tuple[asyncio.Future[None], asyncio.Task[object] | None]] = deque()
 
@@ -69,6 +73,13 @@ class LoopPacer:
                     # the iteration where that step runs, so the step after it runs in
                     # the iteration after.
                     self._loop.call_soon(self._pass_on)
+                    self._handed = True
                     return
-        self._busy = False
         self._holder = None
+        if self._handed:
+            # The waiter handed the turn ran its step in this iteration, just before: a
+            # task arriving later in it must not run one too. Free from the next one.
+            self._handed = False
+            self._loop.call_soon(self._pass_on)
+            return
+        self._busy = False

@@ -126,7 +126,7 @@ class _Phase(enum.Enum):
 class _SendTrack:
     """Book-keeping of one ``send_mail`` call, read when it is aborted."""
 
-    __slots__ = ("attempts", "maybe_sent", "message_id", "phase")
+    __slots__ = ("aborting", "attempts", "cancelling", "maybe_sent", "message_id", "phase", "task")
 
     def __init__(self) -> None:
         self.phase = _Phase.PREPARING
@@ -134,6 +134,12 @@ class _SendTrack:
         #: An earlier attempt ended ambiguously and was retried: it may have been accepted.
         self.maybe_sent = False
         self.message_id: str | None = None
+        #: The task running the send (cancelled by ``aclose`` after the drain timeout).
+        self.task: asyncio.Task[object] | None = None
+        #: Set by ``aclose`` just before it cancels :attr:`task`.
+        self.aborting = False
+        #: The task's pending cancel requests just before that (Python 3.11+).
+        self.cancelling = 0
 
 
 class _Waits:
@@ -221,7 +227,10 @@ class Transport(abc.ABC):
         self._pending = 0
         self._idle: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
-        self._scopes: set[anyio.CancelScope] = set()
+        # The sends in progress, for aclose() to abort after the drain timeout.
+        self._sends: set[_SendTrack] = set()
+        # Whether _reserve/_unreserve do anything (decided when the transport opens).
+        self._reserving = True
         self._failures: list[tuple[str | None, BaseException]] = []
         self._rng = random.Random()
         self._warm_gate: WarmGate | None = None
@@ -301,6 +310,21 @@ class Transport(abc.ABC):
     def _unreserve(self, composed: ComposedMessage, message: Message | None) -> None:  # noqa: B027
         """Give back what :meth:`_reserve` took when the attempt ended before ``_deliver``."""
 
+    def _uses_reserve(self) -> bool:
+        """Whether :meth:`_reserve` and :meth:`_unreserve` can do anything (asked once, when
+        the transport opens); False skips both on every attempt. By default: whether a
+        subclass overrides either of them."""
+        return self._overrides_reserve
+
+    #: Whether this class or a base below :class:`Transport` defines ``_reserve`` or
+    #: ``_unreserve`` (set by ``__init_subclass__``).
+    _overrides_reserve: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_reserve" in vars(cls) or "_unreserve" in vars(cls):
+            cls._overrides_reserve = True
+
     @abc.abstractmethod
     async def _deliver(self, composed: ComposedMessage, message: Message | None) -> Delivery:
         """Hand one message to the backend; map backend errors to ``DeliveryError``.
@@ -363,6 +387,7 @@ class Transport(abc.ABC):
                 self._semaphore = asyncio.Semaphore(self.max_connections)
             if self.cooperative:
                 self._pacer = LoopPacer(self._loop)
+            self._reserving = self._uses_reserve()
         except BaseException:
             self._state = TransportState.CLOSED
             self._closed.set()
@@ -415,8 +440,8 @@ class Transport(abc.ABC):
         finally:
             try:
                 if self._pending:
-                    for scope in list(self._scopes):
-                        scope.cancel()
+                    for track in list(self._sends):
+                        _abort(track)
                     # Shielded: even if aclose() is being cancelled, nothing may be left
                     # running against a backend that is about to be released.
                     with anyio.CancelScope(shield=True):
@@ -598,10 +623,10 @@ class Transport(abc.ABC):
         # (or reports) every send that was accepted while the transport was open.
         self._pending += 1
         self._idle.clear()
-        scope = anyio.CancelScope()
-        self._scopes.add(scope)
+        track.task = asyncio.current_task()
+        self._sends.add(track)
         try:
-            with scope:
+            try:
                 if self._pacer is not None:
                     await self._pacer.turn()
                 composed, msg = await compose()
@@ -611,14 +636,19 @@ class Transport(abc.ABC):
                     composed, suppressed = await self._suppress(composed, self.suppression)
                 result = await self._send_prepared(composed, msg, started, track)
                 return dataclasses.replace(result, suppressed=suppressed) if suppressed else result
-            # Only reached when aclose() cancelled the scope after the drain timeout.
+            except asyncio.CancelledError:
+                if not _aborted_by_close(track):
+                    raise
+            # Only reached when aclose() cancelled the send after the drain timeout.
             raise self._aborted(track)
         except MailError as exc:
             if self._state is not TransportState.OPEN:
                 self._failures.append((track.message_id, exc))
             raise
         finally:
-            self._scopes.discard(scope)
+            self._sends.discard(track)
+            if track.aborting:
+                _withdraw_abort(track)
             self._pending -= 1
             if not self._pending:
                 self._idle.set()
@@ -670,11 +700,14 @@ class Transport(abc.ABC):
             track.phase = _Phase.WAITING
             error: DeliveryError
             try:
-                await self._reserve(composed, msg)
+                if self._reserving:
+                    await self._reserve(composed, msg)
                 try:
-                    delivery = await self._attempt(composed, msg, weight, track, waits)
+                    delivery = await self._gated(
+                        weight, track, waits, lambda: self._deliver(composed, msg)
+                    )
                 except BaseException:
-                    if track.phase is not _Phase.IN_FLIGHT:
+                    if self._reserving and track.phase is not _Phase.IN_FLIGHT:
                         self._unreserve(composed, msg)
                     raise
             except DeliveryError as exc:
@@ -736,17 +769,6 @@ class Transport(abc.ABC):
             track.phase = _Phase.BACKOFF
             await asyncio.sleep(delay)
 
-    async def _attempt(
-        self,
-        composed: ComposedMessage,
-        msg: Message | None,
-        weight: int,
-        track: _SendTrack,
-        waits: _Waits,
-    ) -> Delivery:
-        """One attempt: connection slot → (warm gate) → rate grant → ``_deliver``."""
-        return await self._gated(weight, track, waits, lambda: self._deliver(composed, msg))
-
     async def _gated(
         self,
         weight: int,
@@ -758,9 +780,9 @@ class Transport(abc.ABC):
 
         ``track.phase`` is ``IN_FLIGHT`` from the moment the backend may see the request.
         A grant that went stale before the request left (:mod:`._grant`) is given up and
-        asked for again; nothing was written. ``send_mail`` uses it through
-        :meth:`_attempt`; requests that are not one composed message (SES templated and
-        bulk sends, :mod:`._ses_bulk`) call it directly.
+        asked for again; nothing was written. ``send_mail`` runs each attempt through it
+        (``call`` is ``_deliver``), and so do requests that are not one composed message
+        (SES templated and bulk sends, :mod:`._ses_bulk`).
         """
         loop = self._loop
         assert loop is not None
@@ -772,12 +794,20 @@ class Transport(abc.ABC):
             try:
                 while True:
                     grant = None
+                    pacer = self._pacer
+                    if pacer is not None:
+                        # Ahead of every composing step. Taken before the rate limiter:
+                        # a grant that needs no wait is then dated in the loop iteration
+                        # that builds and writes its request, not before a queue of
+                        # other tasks' steps.
+                        await pacer.turn(urgent=True)
                     if self._limiter is not None:
                         grant = await self._limiter.acquire(weight)
                         waits.rate += grant.waited
-                    if self._pacer is not None:
-                        # Ahead of every composing step: the rate unit is granted.
-                        await self._pacer.turn(urgent=True)
+                        if pacer is not None:
+                            # Free when acquire() did not wait (this task still holds the
+                            # turn); after a wait, the turn is taken again.
+                            await pacer.turn(urgent=True)
                     track.phase = _Phase.IN_FLIGHT
                     try:
                         with holding(grant, loop, self._limiter):
@@ -806,19 +836,23 @@ class Transport(abc.ABC):
         assert self._idle is not None
         self._pending += 1
         self._idle.clear()
-        scope = anyio.CancelScope()
-        self._scopes.add(scope)
+        track.task = asyncio.current_task()
+        self._sends.add(track)
         try:
-            with scope:
+            try:
                 yield
-            if scope.cancelled_caught:
-                raise self._aborted(track)
+            except asyncio.CancelledError:
+                if not _aborted_by_close(track):
+                    raise
+                raise self._aborted(track) from None
         except MailError as exc:
             if self._state is not TransportState.OPEN:
                 self._failures.append((track.message_id, exc))
             raise
         finally:
-            self._scopes.discard(scope)
+            self._sends.discard(track)
+            if track.aborting:
+                _withdraw_abort(track)
             self._pending -= 1
             if not self._pending:
                 self._idle.set()
@@ -969,3 +1003,35 @@ async def _aiter(
     else:
         for item in messages:
             yield item
+
+
+def _abort(track: _SendTrack) -> None:
+    """``aclose``: cancel a send still running after the drain timeout."""
+    task = track.task
+    if task is not None and not task.done():
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        track.cancelling = cancelling() if cancelling is not None else 0
+        track.aborting = True
+        task.cancel()
+
+
+def _aborted_by_close(track: _SendTrack) -> bool:
+    """Whether the ``CancelledError`` being handled is ``aclose``'s abort of this send alone.
+
+    On Python 3.11+ the abort's cancel request is withdrawn (``Task.uncancel``); if another
+    one came after it (the caller cancelled too), the cancellation goes on.
+    """
+    if not track.aborting:
+        return False
+    return _withdraw_abort(track)
+
+
+def _withdraw_abort(track: _SendTrack) -> bool:
+    """Withdraw ``aclose``'s cancel request of this send; True if no other one is pending.
+
+    Also called when the send ends without the ``CancelledError`` reaching it (code on the
+    way swallowed it), so the caller's task is not left counting a cancellation.
+    """
+    track.aborting = False
+    uncancel = getattr(track.task, "uncancel", None)  # Python 3.11+
+    return uncancel is None or uncancel() <= track.cancelling

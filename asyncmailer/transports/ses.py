@@ -555,6 +555,10 @@ class SESTransport(Transport):
         host = "email" if self._region == "us-east-1" else self._region
         return f"<{ses_id}@{host}.amazonses.com>"
 
+    def _uses_reserve(self) -> bool:
+        # Without daily-quota tracking, reserve() and release() do nothing: skip both.
+        return self._quota.enabled
+
     async def _reserve(self, composed: ComposedMessage, message: Message | None) -> None:
         # Before the connection slot and the rate limiter: a send waiting for the daily
         # quota must not hold a granted rate unit (they would all fire at once later).
