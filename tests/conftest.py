@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import io
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -31,6 +36,36 @@ try:
     settings.load_profile(profile)
 except ImportError:  # pragma: no cover
     pass
+
+# A test still running after this many seconds prints the stack of every pending asyncio
+# task (faulthandler, at 300 s, shows only threads: an idle event loop waiting on a lost
+# wake-up looks like `select()` there). Printed through pytest's terminal writer, with output
+# capture suspended, so a CI log shows it even if the run is then killed.
+HANG_REPORT_AFTER = float(os.environ.get("ASYNCMAILER_TEST_HANG_REPORT", "240"))
+
+
+def _report_pending_tasks(item: pytest.Item) -> None:
+    tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
+    out = io.StringIO()
+    out.write(f"\n=== {item.nodeid} still running after {HANG_REPORT_AFTER:g} s; ")
+    out.write(f"{len(tasks)} pending asyncio task(s):\n")
+    for task in tasks:
+        out.write(f"--- {task!r}\n")
+        task.print_stack(file=out)
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        item.config.get_terminal_writer().write(out.getvalue(), flush=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    timer = threading.Timer(HANG_REPORT_AFTER, _report_pending_tasks, args=(item,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @pytest.fixture(autouse=True)
