@@ -464,7 +464,9 @@ async def test_close_with_a_short_drain_reports_the_rest_and_sends_nothing_after
             assert copies in (0, 1)
             assert reported[f"<{header_id(i)}>"] is outcome
             kinds["unknown"] += 1
-    assert kinds["delivered"] > 5
+    # How many finish within the 0.3 s drain depends on the machine's load (~30 when idle;
+    # 1 seen with two other test runs on the two cores): at least one shows the drain sent.
+    assert kinds["delivered"] >= 1
     assert kinds["aborted"] > 400
     assert 0 < kinds["unknown"] <= 5
     assert len(reported) == kinds["aborted"] + kinds["unknown"]
