@@ -1,4 +1,8 @@
-"""The transport's pacer: at most one heavy send step per event-loop iteration."""
+"""The transport's pacer: one heavy send step per event-loop iteration, beyond a small budget.
+
+The tests of the one-step rule build the pacer with ``budget=0`` (and the transport with
+``_pacer_budget = 0``); the budget's own tests drive it with a controlled clock.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ class _Iterations:
 
 async def test_one_step_per_iteration_and_urgent_steps_first() -> None:
     loop = asyncio.get_running_loop()
-    pacer = LoopPacer(loop)
+    pacer = LoopPacer(loop, budget=0)
     iterations = _Iterations(loop)
     ran: list[tuple[str, int]] = []
 
@@ -55,7 +59,7 @@ async def test_one_step_per_iteration_and_urgent_steps_first() -> None:
 
 async def test_the_task_holding_the_turn_runs_its_next_step_in_the_same_iteration() -> None:
     loop = asyncio.get_running_loop()
-    pacer = LoopPacer(loop)
+    pacer = LoopPacer(loop, budget=0)
     iterations = _Iterations(loop)
     ran: list[tuple[str, int]] = []
 
@@ -83,7 +87,7 @@ async def test_the_task_holding_the_turn_runs_its_next_step_in_the_same_iteratio
 
 async def test_the_holder_waits_like_anyone_once_its_iteration_is_over() -> None:
     loop = asyncio.get_running_loop()
-    pacer = LoopPacer(loop)
+    pacer = LoopPacer(loop, budget=0)
     order: list[str] = []
 
     async def holder() -> None:
@@ -105,7 +109,7 @@ async def test_the_holder_waits_like_anyone_once_its_iteration_is_over() -> None
 
 async def test_an_idle_pacer_does_not_suspend() -> None:
     loop = asyncio.get_running_loop()
-    pacer = LoopPacer(loop)
+    pacer = LoopPacer(loop, budget=0)
     other_ran: list[bool] = []
     loop.call_soon(other_ran.append, True)
     await pacer.turn()
@@ -117,7 +121,7 @@ async def test_an_idle_pacer_does_not_suspend() -> None:
 
 async def test_cancelled_waiters_are_skipped_and_the_turn_moves_on() -> None:
     loop = asyncio.get_running_loop()
-    pacer = LoopPacer(loop)
+    pacer = LoopPacer(loop, budget=0)
     await pacer.turn()  # busy for this iteration
     ran: list[int] = []
 
@@ -148,7 +152,7 @@ class _CancellingPacer(LoopPacer):
 
 async def test_a_waiter_cancelled_after_its_turn_came_does_not_stall_the_rest() -> None:
     loop = asyncio.get_running_loop()
-    pacer = _CancellingPacer(loop)
+    pacer = _CancellingPacer(loop, budget=0)
     pacer.victim = None
     await pacer.turn()
     ran: list[int] = []
@@ -165,6 +169,111 @@ async def test_a_waiter_cancelled_after_its_turn_came_does_not_stall_the_rest() 
     assert ran == [1, 2]
 
 
+# ------------------------------------------------------------------------------- budget
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_steps_share_an_iteration_while_its_budget_lasts_and_nobody_waits() -> None:
+    loop = asyncio.get_running_loop()
+    clock = _Clock()
+    pacer = LoopPacer(loop, budget=0.001, clock=clock)
+    iterations = _Iterations(loop)
+    ran: list[tuple[str, int]] = []
+
+    async def step(name: str, cost: float) -> None:
+        await pacer.turn()
+        ran.append((name, iterations.count))
+        clock.now += cost  # the step's CPU time
+
+    # a, b and c fit in one millisecond (0.4 + 0.4 < 1 when c asks); d asks at 1.2 ms:
+    # it and everything after it wait, one per iteration.
+    tasks = [asyncio.create_task(step(name, 0.0004)) for name in ("a", "b", "c", "d", "e")]
+    await asyncio.gather(*tasks)
+    iterations.stop()
+    assert [name for name, _ in ran] == ["a", "b", "c", "d", "e"]
+    passes = dict(ran)
+    assert passes["a"] == passes["b"] == passes["c"]
+    assert len({passes["c"], passes["d"], passes["e"]}) == 3
+    assert passes["d"] < passes["e"]
+
+
+async def test_the_budget_never_lets_a_step_overtake_a_waiting_one() -> None:
+    loop = asyncio.get_running_loop()
+    clock = _Clock()
+    pacer = LoopPacer(loop, budget=0.001, clock=clock)
+    await pacer.turn()  # this iteration's first step
+    clock.now = 0.002  # ... which used up the budget
+    order: list[str] = []
+
+    async def step(name: str) -> None:
+        await pacer.turn(urgent=name.startswith("u"))
+        order.append(name)
+
+    first = asyncio.create_task(step("n1"))
+    await asyncio.sleep(0)  # n1 waits now
+    clock.now = 0.0  # budget left again, but n1 is ahead: the next ones queue
+    second = asyncio.create_task(step("n2"))
+    await asyncio.gather(first, second)
+    assert order == ["n1", "n2"]
+
+
+@pytest.mark.parametrize("budget", [0.001, 0.0])
+async def test_a_handed_turn_starts_a_new_budget(budget: float) -> None:
+    loop = asyncio.get_running_loop()
+    clock = _Clock()
+    pacer = LoopPacer(loop, budget=budget, clock=clock)
+    iterations = _Iterations(loop)
+    ran: dict[str, int] = {}
+    suspended: list[bool] = []
+
+    async def first() -> None:
+        await pacer.turn()
+        ran["first"] = iterations.count
+        clock.now = 5.0  # its step used up the iteration's budget
+
+    async def handed() -> None:
+        await pacer.turn()  # waits, then is handed the turn at 5.0
+        ran["handed"] = iterations.count
+
+    async def late() -> None:
+        # Asks two iterations later: in the iteration where the handed step runs, after it.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        other_ran: list[bool] = []
+        loop.call_soon(other_ran.append, True)
+        await pacer.turn()
+        ran["late"] = iterations.count
+        suspended.append(bool(other_ran))
+
+    await asyncio.gather(first(), handed(), late())
+    iterations.stop()
+    assert ran["first"] < ran["handed"]
+    # With a budget, the handed step started a new one at 5.0: the late step, asking at
+    # 5.0 in the same iteration, runs at once. Without (the control), it waits a turn.
+    if budget:
+        assert suspended == [False] and ran["late"] == ran["handed"]
+    else:
+        assert suspended == [True] and ran["late"] > ran["handed"]
+
+
+def test_the_budget_must_not_be_negative() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(ValueError, match="budget"):
+            LoopPacer(loop, budget=-1.0)
+        with pytest.raises(ValueError, match="budget"):
+            LoopPacer(loop, budget=float("nan"))
+    finally:
+        loop.close()
+
+
 # ----------------------------------------------------------------------- in a transport
 
 
@@ -172,6 +281,7 @@ class _StepTransport(Transport):
     """Records the loop iteration in which each composing and each request step ran."""
 
     name = "steps"
+    _pacer_budget = 0.0  # the one-step rule alone
 
     def __init__(self, clock: Callable[[], int], **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

@@ -75,7 +75,7 @@ from asyncmailer.options import Limits, Suppression
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
 from asyncmailer.transports._grant import GrantExpired, check_grant, holding
-from asyncmailer.transports._pacer import LoopPacer
+from asyncmailer.transports._pacer import DEFAULT_BUDGET, LoopPacer
 from asyncmailer.transports._warm import WarmGate
 
 if TYPE_CHECKING:
@@ -179,6 +179,9 @@ class Transport(abc.ABC):
     default_max_connections: ClassVar[int | None] = None
     #: Whether ``sending_rate="auto"`` is understood (the backend tells its own rate).
     supports_auto_rate: ClassVar[bool] = False
+    #: Seconds of heavy send steps one event-loop iteration may run back to back while no
+    #: step waits (``cooperative`` only; see :mod:`._pacer`). Internal: tests set 0.
+    _pacer_budget: ClassVar[float] = DEFAULT_BUDGET
 
     def __init__(
         self,
@@ -386,7 +389,7 @@ class Transport(abc.ABC):
             if self.max_connections is not None:
                 self._semaphore = asyncio.Semaphore(self.max_connections)
             if self.cooperative:
-                self._pacer = LoopPacer(self._loop)
+                self._pacer = LoopPacer(self._loop, budget=self._pacer_budget)
             self._reserving = self._uses_reserve()
         except BaseException:
             self._state = TransportState.CLOSED
