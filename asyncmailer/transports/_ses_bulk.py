@@ -41,6 +41,7 @@ nothing says a retry would help, so it is final (the CLI records it as ``failed`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -78,6 +79,7 @@ from asyncmailer.templates import (
     TemplateContent,
     bare,
 )
+from asyncmailer.transports._fanout import ordered_fanout
 from asyncmailer.transports._grant import GrantExpired, check_grant
 from asyncmailer.transports._ses_errors import map_ses_error, wrapped_bug
 from asyncmailer.transports.base import (
@@ -787,16 +789,11 @@ async def send_bulk(
     has_headers = "ReplacementHeaders" in _members(_client(transport), "BulkEmailEntry")
     plan = _Plan(transport, params, sender, loop.time(), suppression, suppression_policy)
     source = _aiter(destinations)
-    ordered: asyncio.Queue[asyncio.Future[list[SendOutcome]] | None] = asyncio.Queue(
-        maxsize=2 * workers_n
-    )
-    pull_lock = asyncio.Lock()
     exhausted = False  # the source has no more destinations
-    finished = False  # ... and the end was queued
     carry: list[_Slot] = []
 
-    async def next_batch() -> list[_Slot] | None:
-        """Up to 50 destinations whose recipients fit one request (under ``pull_lock``)."""
+    async def next_batch() -> list[_Slot]:
+        """Up to 50 destinations whose recipients fit one request (pulled one at a time)."""
         nonlocal exhausted
         limit = batch_limit(transport.rate_limiter)
         slots: list[_Slot] = []
@@ -823,62 +820,25 @@ async def send_bulk(
                 entries += 1
                 weight += slot.weight
             slots.append(slot)
-        return slots or None
+        if not slots:
+            raise StopAsyncIteration
+        return slots
 
-    async def worker() -> None:
-        nonlocal exhausted, finished
-        while True:
-            async with pull_lock:
-                if finished:
-                    return
-                try:
-                    batch = await next_batch()
-                except Exception as exc:
-                    exhausted = finished = True
-                    carry.clear()
-                    failed: asyncio.Future[list[SendOutcome]] = loop.create_future()
-                    failed.set_exception(exc)
-                    await ordered.put(failed)
-                    await ordered.put(None)
-                    return
-                if batch is None:
-                    finished = True
-                    await ordered.put(None)
-                    return
-                future: asyncio.Future[list[SendOutcome]] = loop.create_future()
-                await ordered.put(future)
-            try:
-                outcomes = await _send_batch(plan, batch)
-            except Exception as exc:
-                future.set_exception(exc)
-                continue
-            except BaseException:
-                future.cancel()
-                raise
-            future.set_result(outcomes)
+    async def send(batch: list[_Slot]) -> list[SendOutcome]:
+        return await _send_batch(plan, batch)
 
     hook = _BulkHook(transport)
     done = 0
     with hook:
-        tasks = [loop.create_task(worker()) for _ in range(workers_n)]
         try:
-            while True:
-                next_future = await ordered.get()
-                if next_future is None:
-                    break
-                for outcome in await next_future:
-                    done += 1
-                    if progress is not None:
-                        progress(done, outcome)
-                    yield outcome
+            async with contextlib.aclosing(ordered_fanout(next_batch, send, workers_n)) as batches:
+                async for outcomes in batches:
+                    for outcome in outcomes:
+                        done += 1
+                        if progress is not None:
+                            progress(done, outcome)
+                        yield outcome
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            while not ordered.empty():
-                leftover = ordered.get_nowait()
-                if leftover is not None and leftover.done() and not leftover.cancelled():
-                    leftover.exception()
             await source.aclose()
 
 

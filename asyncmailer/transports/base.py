@@ -74,6 +74,7 @@ from asyncmailer.message import Message
 from asyncmailer.options import Limits, Suppression
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
+from asyncmailer.transports._fanout import ordered_fanout
 from asyncmailer.transports._grant import GrantExpired, check_grant, holding
 from asyncmailer.transports._pacer import DEFAULT_BUDGET, LoopPacer
 from asyncmailer.transports._warm import WarmGate
@@ -901,70 +902,25 @@ class Transport(abc.ABC):
                 f"concurrency must be a positive integer, got {concurrency!r}",
                 option="concurrency",
             )
-        loop = asyncio.get_running_loop()
         source = _aiter(messages)
-        # Futures of the outcomes, in input order. Its bound is what keeps memory flat: a
-        # worker that finds it full waits (holding the pull lock, so order is kept).
-        ordered: asyncio.Queue[asyncio.Future[SendOutcome] | None] = asyncio.Queue(
-            maxsize=2 * workers_n
-        )
-        pull_lock = asyncio.Lock()
-        exhausted = False
 
-        async def worker() -> None:
-            nonlocal exhausted
-            while True:
-                async with pull_lock:
-                    if exhausted:
-                        return
-                    try:
-                        item = await source.__anext__()
-                    except StopAsyncIteration:
-                        exhausted = True
-                        await ordered.put(None)
-                        return
-                    except Exception as exc:
-                        exhausted = True
-                        failed: asyncio.Future[SendOutcome] = loop.create_future()
-                        failed.set_exception(exc)
-                        await ordered.put(failed)
-                        await ordered.put(None)
-                        return
-                    future: asyncio.Future[SendOutcome] = loop.create_future()
-                    await ordered.put(future)
-                try:
-                    outcome: SendOutcome = await self.send_mail(item)
-                except MailError as exc:
-                    outcome = exc
-                except Exception as exc:
-                    future.set_exception(exc)
-                    continue
-                except BaseException:
-                    future.cancel()
-                    raise
-                future.set_result(outcome)
+        async def send(item: MessageInput) -> SendOutcome:
+            try:
+                return await self.send_mail(item)
+            except MailError as exc:
+                return exc
 
-        tasks = [loop.create_task(worker()) for _ in range(workers_n)]
         done = 0
         try:
-            while True:
-                next_future = await ordered.get()
-                if next_future is None:
-                    break
-                outcome = await next_future
-                done += 1
-                if progress is not None:
-                    progress(done, outcome)
-                yield outcome
+            async with contextlib.aclosing(
+                ordered_fanout(source.__anext__, send, workers_n)
+            ) as outcomes:
+                async for outcome in outcomes:
+                    done += 1
+                    if progress is not None:
+                        progress(done, outcome)
+                    yield outcome
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            # Futures still queued belong to cancelled sends: nobody will read them.
-            while not ordered.empty():
-                leftover = ordered.get_nowait()
-                if leftover is not None and leftover.done() and not leftover.cancelled():
-                    leftover.exception()  # mark retrieved: no "never retrieved" warning
             await source.aclose()
 
 
