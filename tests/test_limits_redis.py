@@ -140,15 +140,18 @@ async def test_weights_count_recipients(redis_server: RedisServer) -> None:
         # A message's recipients count at its start, and every message fits in one window.
         assert worst_window(times, weights, window=0.5) <= 30
 
+    # Weights up to 7 of a 30-unit window leave gaps a heavy grant cannot fill (it waits
+    # for 7 free units): ~0.94 R here on a quiet machine, 0.89 R seen in a CI run. Charging
+    # one unit per grant would break the window above; charging twice would halve the rate.
     try:
         rate = await _rate_in_some_run(
             lambda: _flat_out([limiter], 1.3, tasks=6, weight=lambda i: (1, 3, 7)[i % 3]),
             check,
-            0.9 * 60,
+            0.8 * 60,
         )
     finally:
         await limiter.aclose()
-    assert rate >= 0.9 * 60, rate
+    assert rate >= 0.8 * 60, rate
 
 
 async def test_a_weight_above_the_rate_waits_proportionally(redis_server: RedisServer) -> None:
