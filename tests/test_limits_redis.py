@@ -481,3 +481,100 @@ async def test_a_discarded_grant_gives_its_units_back(redis_server: RedisServer)
         await limiter.aclose()
     assert second.waited < 0.5, second
     assert kept.waited > 0.5, kept
+
+
+class _SlowQuestions:
+    """A TCP proxy to Redis that holds every client-to-server chunk for ``delay`` seconds.
+
+    Answers come back at once: the script runs ``delay`` after the client asked.
+    """
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.port = port
+        self.delay = delay
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float
+        ) -> None:
+            try:
+                while data := await source.read(65536):
+                    if delay:
+                        await asyncio.sleep(delay)
+                    sink.write(data)
+                    await sink.drain()
+            finally:
+                sink.close()
+
+        await asyncio.gather(
+            pump(reader, up_writer, self.delay),
+            pump(up_reader, writer, 0.0),
+            return_exceptions=True,
+        )
+
+    async def aclose(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_a_slow_question_never_makes_a_request_leave_early(redis_server: RedisServer) -> None:
+    # Rate 2, no bank: the second unit's reserved start is exactly 0.5 s after the first.
+    # The second limiter's questions take 0.1 s to reach Redis. Counting Redis's "go in X"
+    # from when it asked would return 0.1 s before the reserved start (0.4 s after the
+    # first), and its request would join the first one's window early.
+    proxy = _SlowQuestions(redis_server.port, 0.1)
+    port = await proxy.start()
+    direct = await _opened(redis_server, rate=2, bank=0.0)
+    slow = RedisRateLimiter(f"redis://127.0.0.1:{port}/0", key=KEY, rate=2, bank=0.0)
+    await slow.open()
+    try:
+        loop = asyncio.get_running_loop()
+        await direct.acquire()
+        first_at = loop.time()
+        second = await slow.acquire()
+        second_at = loop.time()
+    finally:
+        await slow.aclose()
+        await direct.aclose()
+        await proxy.aclose()
+    assert second_at - first_at >= 0.5 - 0.005, second_at - first_at
+    # Dated at the earliest the reservation can be (it never looks younger than it is).
+    assert second.at <= second_at - 0.05
+
+
+def test_the_reserved_start_is_placed_with_the_best_recent_clock_offset() -> None:
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0", key=KEY, rate=10)
+    offset = 1000.0  # Redis clock - this loop's clock
+    # No estimate yet: the interval is the round trip's own.
+    assert limiter._place(0.0, 0.05, 0.2, 0.02 + offset) == pytest.approx((0.2, 0.25))
+    # A quick round trip (1 ms, the script in the middle) gives an estimate to ±0.5 ms.
+    limiter._observe(10.0, 10.001, 10.0005 + offset)
+    assert limiter._place(10.0, 10.001, 0.2, 10.0005 + offset) == pytest.approx((10.2, 10.201))
+    # A slow one (question 80 ms, answer 1 ms): alone it would say [20.2, 20.281]; with
+    # the estimate (±0.5 ms, +100 µs per second of age) the start is 20.28 ± 1.5 ms.
+    limiter._observe(20.0, 20.081, 20.08 + offset)  # worse than the aged estimate: ignored
+    low, high = limiter._place(20.0, 20.081, 0.2, 20.08 + offset)
+    assert low == pytest.approx(20.28 - 0.0005 - (20.081 - 10.001) * 1e-4, abs=1e-9)
+    assert high == pytest.approx(20.281)  # never before the true start (20.28)
+    # A reply read 80 ms late (a busy loop): the start is early in the round trip, and the
+    # grant is not dated 80 ms too old.
+    low, high = limiter._place(21.0, 21.081, 0.2, 21.001 + offset)
+    assert low == pytest.approx(21.2)  # the round trip's own bound is tighter here
+    assert high == pytest.approx(21.201 + 0.0005 + (21.081 - 10.001) * 1e-4, abs=1e-9)
+    assert high < 21.21  # without the estimate: 21.281
+    # A stepped Redis clock (-5 s), seen on a slow round trip: the estimate and the round
+    # trip's interval do not meet, so the latter is used and the estimate is dropped.
+    assert limiter._place(30.0, 30.05, 0.2, 30.049 + offset - 5) == pytest.approx((30.2, 30.25))
+    assert limiter._offset is None
+    # No server time in the reply (an older script's answer): the round trip alone.
+    limiter._observe(40.0, 40.001, 40.0005 + offset)
+    assert limiter._place(40.0, 40.01, 0.1, None) == pytest.approx((40.1, 40.11))

@@ -71,6 +71,10 @@ RedisErrorPolicy = Literal["fail", "local"]
 # at most two reservations per process, and the next round trip overlaps the current wait.
 _HANDOFF = 0.01
 
+# How fast the offset between the Redis server's clock and a host's monotonic clock may
+# drift, seconds per second (100 ppm: well above what NTP's slewing does in practice).
+_DRIFT = 1e-4
+
 INSTALL_HINT = "RedisRateLimiter needs the redis package: pip install 'asyncmailer[redis]'"
 
 #: The Lua script behind every decision, run with ``EVALSHA`` (loaded once per server).
@@ -196,7 +200,7 @@ redis.call('HSET', state, 'rate', num(rate), 'eff', num(eff), 'tat', num(tat), '
   'wsum', num(wsum), 'changed', num(changed), 'seq', num(seq), 'lastm', lastm, 'ptat', num(ptat))
 redis.call('PEXPIRE', state, cfg[4])
 redis.call('PEXPIRE', log, cfg[4])
-return {1, delay, member, num(eff), num(rate)}
+return {1, delay, member, num(eff), num(rate), num(now)}
 """
 
 
@@ -251,6 +255,7 @@ class RedisRateLimiter(RateLimiter):
         "_lock",
         "_loop",
         "_next_probe",
+        "_offset",
         "_rate_generation",
         "_rng",
         "_settings",
@@ -359,6 +364,9 @@ class RedisRateLimiter(RateLimiter):
         self._lock: asyncio.Lock | None = None
         self._fallback: LocalRateLimiter | None = None
         self._next_probe = float("-inf")
+        # The best recent estimate of (Redis clock - this loop's clock): (offset, error
+        # bound, loop time of the sample). See _place().
+        self._offset: tuple[float, float, float] | None = None
         self._last_error: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
@@ -407,6 +415,7 @@ class RedisRateLimiter(RateLimiter):
         self._lock = asyncio.Lock()
         self._fallback = None
         self._next_probe = float("-inf")
+        self._offset = None
         self._dirty = self._dirty or self._declared
         ad = self.adaptive
         self._settings = " ".join(
@@ -509,7 +518,9 @@ class RedisRateLimiter(RateLimiter):
         """Wait until ``weight`` units may start (FIFO in this process); return the grant.
 
         The grant is dated at the start time Redis reserved for it (in this process's
-        clock), not when this task woke up: a late wake-up eats into its validity.
+        clock, the earliest it can be), not when this task woke up: a late wake-up or a
+        slow round trip eats into its validity. It is never returned before that start
+        (the latest it can be), so no request leaves ahead of its place in the schedule.
 
         Raises :class:`~asyncmailer.errors.RateLimiterError` when Redis is unreachable and
         the policy is ``"fail"``, or when no rate is known.
@@ -534,17 +545,20 @@ class RedisRateLimiter(RateLimiter):
                             "nothing was sent"
                         ) from exc
                 else:
+                    replied_at = loop.time()
                     if self._fallback is not None:
                         await self._leave_fallback()
                     if not reply[0]:
                         raise RateLimiterError(
                             f"no rate is known for key {self.key!r}: pass rate= or call set_rate()"
                         )
-                    # The reserved start in this process's clock, counted from when we
-                    # asked: the script ran after that, so the grant looks, if anything,
-                    # older than it is (a reply this process was slow to read does not
-                    # make a grant look younger).
-                    deadline = asked_at + int(reply[1]) / 1e6
+                    # The reserved start, as an interval in this process's clock: the
+                    # request waits for its end (it never leaves before its reserved
+                    # start, however slowly the question reached Redis) and the grant is
+                    # dated at its beginning (it never looks younger than it is).
+                    reserved, deadline = self._place(
+                        asked_at, replied_at, int(reply[1]) / 1e6, _server_time(reply)
+                    )
                     try:
                         # Hand the queue to the next caller shortly before our start, so
                         # that its round trip overlaps our wait instead of following it.
@@ -557,7 +571,7 @@ class RedisRateLimiter(RateLimiter):
                     except asyncio.CancelledError:
                         self._spawn(self._background_call("release", member=reply[2]))
                         raise
-                    at = max(deadline, start)
+                    at = max(reserved, start)
                     return Grant(
                         units=weight,
                         at=at,
@@ -580,6 +594,46 @@ class RedisRateLimiter(RateLimiter):
             if locked:
                 lock.release()
         return Grant(units=weight, at=grant.at, waited=grant.at - start, expires=grant.expires)
+
+    def _observe(self, asked: float, replied: float, server_now: float) -> None:
+        """Keep the best recent estimate of (Redis clock - this loop's clock).
+
+        The script read the Redis clock (``server_now``) at some moment between ``asked``
+        and ``replied``: that round trip bounds the offset to ±half of it (NTP's idea). The
+        quickest recent round trip wins; an estimate's error grows by ``_DRIFT`` per second
+        of age, so a fresh sample replaces an old one once it is as good.
+        """
+        half = (replied - asked) / 2
+        best = self._offset
+        if best is None or best[1] + (replied - best[2]) * _DRIFT >= half:
+            self._offset = (server_now - (asked + half), half, replied)
+
+    def _place(
+        self, asked_at: float, replied_at: float, delay: float, server_now: float | None
+    ) -> tuple[float, float]:
+        """The reserved start in this loop's clock, as (earliest, latest).
+
+        The script ran between ``asked_at`` and ``replied_at`` and reserved the start
+        ``delay`` seconds after its clock read ``server_now``, so the start lies in
+        ``[asked_at + delay, replied_at + delay]``: as wide as this round trip, which a
+        slow question (a busy host, a queue in front of Redis) or a reply read late (a
+        busy event loop) makes wide. The offset estimate (:meth:`_observe`, from the
+        quickest recent round trip, the one at :meth:`open` included) narrows it. If the
+        two do not meet (a clock was stepped), the round trip's interval is used and the
+        estimate is dropped.
+        """
+        earliest, latest = asked_at + delay, replied_at + delay
+        best = self._offset
+        if server_now is None or best is None:
+            return earliest, latest
+        offset, error, taken = best
+        error += max(0.0, replied_at - taken) * _DRIFT
+        start = server_now + delay - offset
+        low, high = max(earliest, start - error), min(latest, start + error)
+        if low <= high:
+            return low, high
+        self._offset = None
+        return earliest, latest
 
     def discard(self, grant: Grant) -> None:
         """Take back a reservation whose request never left (best effort, in the background).
@@ -615,14 +669,20 @@ class RedisRateLimiter(RateLimiter):
             self._settings,
             member,
         )
+        loop = asyncio.get_running_loop()
         with anyio.fail_after(self.timeout):
             if self._sha is None:
                 self._sha = str(await client.script_load(LUA_SCRIPT))
             try:
+                asked = loop.time()
                 reply = await client.evalsha(self._sha, 2, self.key, self.log_key, *args)
             except NoScriptError:  # the server restarted or its script cache was flushed
                 self._sha = str(await client.script_load(LUA_SCRIPT))
+                asked = loop.time()
                 reply = await client.evalsha(self._sha, 2, self.key, self.log_key, *args)
+        server_now = _server_time(reply)
+        if server_now is not None:
+            self._observe(asked, loop.time(), server_now)
         if dirty and generation == self._rate_generation:
             self._dirty = False
         if reply[0]:
@@ -687,6 +747,11 @@ class RedisRateLimiter(RateLimiter):
 
 def _us(seconds: float) -> str:
     return str(round(seconds * 1_000_000))
+
+
+def _server_time(reply: list[Any]) -> float | None:
+    """The Redis server's clock when the script ran, seconds (None: not in the reply)."""
+    return float(reply[5]) / 1e6 if len(reply) > 5 else None
 
 
 def _client_from_url(url: str, timeout: float) -> Redis:
