@@ -365,7 +365,7 @@ class RedisRateLimiter(RateLimiter):
         self._fallback: LocalRateLimiter | None = None
         self._next_probe = float("-inf")
         # The best recent estimate of (Redis clock - this loop's clock): (offset, error
-        # bound, loop time of the sample). See _place().
+        # bound, loop time of the sample). See _observe() and _place().
         self._offset: tuple[float, float, float] | None = None
         self._last_error: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()

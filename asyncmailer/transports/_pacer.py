@@ -1,4 +1,4 @@
-"""Keep a burst of sends from holding the event loop: one heavy step per loop iteration.
+"""Keep a burst of sends from holding the event loop: heavy steps spread over loop iterations.
 
 A send has two CPU-heavy steps: composing the message, and building, signing and writing
 the request. When many sends become ready together (a batch of responses, a ``gather`` of
@@ -33,7 +33,7 @@ DEFAULT_BUDGET = 0.0005
 
 
 class LoopPacer:
-    """At most one task's heavy steps run per event-loop iteration; the others wait."""
+    """Heavy steps run back to back within a small per-iteration budget, then one per iteration."""
 
     __slots__ = (
         "_budget",
