@@ -18,13 +18,23 @@ The shape shared by :meth:`Transport.send_many` (one message per item) and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from typing import TypeVar
 
-__all__ = ["ordered_fanout"]
+__all__ = ["aiter_of", "ordered_fanout"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+async def aiter_of(items: Iterable[T] | AsyncIterable[T]) -> AsyncGenerator[T, None]:
+    """``items`` as one async generator (a source for :func:`ordered_fanout`'s ``pull``)."""
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
 
 
 async def ordered_fanout(

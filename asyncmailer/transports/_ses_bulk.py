@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -79,7 +80,7 @@ from asyncmailer.templates import (
     TemplateContent,
     bare,
 )
-from asyncmailer.transports._fanout import ordered_fanout
+from asyncmailer.transports._fanout import aiter_of, ordered_fanout
 from asyncmailer.transports._grant import GrantExpired, check_grant
 from asyncmailer.transports._ses_errors import map_ses_error, wrapped_bug
 from asyncmailer.transports.base import (
@@ -725,17 +726,6 @@ def _entries_answered(
     return retry, longest
 
 
-async def _aiter(
-    items: Iterable[DestinationInput] | AsyncIterable[DestinationInput],
-) -> AsyncGenerator[DestinationInput, None]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
 def _slot_for(item: DestinationInput) -> _Slot:
     try:
         destination = BulkDestination.coerce(item)
@@ -788,7 +778,7 @@ async def send_bulk(
         params["ReplyToAddresses"] = replies
     has_headers = "ReplacementHeaders" in _members(_client(transport), "BulkEmailEntry")
     plan = _Plan(transport, params, sender, loop.time(), suppression, suppression_policy)
-    source = _aiter(destinations)
+    source = aiter_of(destinations)
     exhausted = False  # the source has no more destinations
     carry: list[_Slot] = []
 
@@ -824,13 +814,11 @@ async def send_bulk(
             raise StopAsyncIteration
         return slots
 
-    async def send(batch: list[_Slot]) -> list[SendOutcome]:
-        return await _send_batch(plan, batch)
-
     hook = _BulkHook(transport)
     done = 0
     with hook:
         try:
+            send = functools.partial(_send_batch, plan)
             async with contextlib.aclosing(ordered_fanout(next_batch, send, workers_n)) as batches:
                 async for outcomes in batches:
                     for outcome in outcomes:

@@ -74,7 +74,7 @@ from asyncmailer.message import Message
 from asyncmailer.options import Limits, Suppression
 from asyncmailer.result import ComposedMessage, SendResult
 from asyncmailer.retry import RetryPolicy
-from asyncmailer.transports._fanout import ordered_fanout
+from asyncmailer.transports._fanout import aiter_of, ordered_fanout
 from asyncmailer.transports._grant import GrantExpired, check_grant, holding
 from asyncmailer.transports._pacer import DEFAULT_BUDGET, LoopPacer
 from asyncmailer.transports._warm import WarmGate
@@ -902,7 +902,7 @@ class Transport(abc.ABC):
                 f"concurrency must be a positive integer, got {concurrency!r}",
                 option="concurrency",
             )
-        source = _aiter(messages)
+        source = aiter_of(messages)
 
         async def send(item: MessageInput) -> SendOutcome:
             try:
@@ -951,17 +951,6 @@ def _note_bug(exc: BaseException, transport: str) -> None:
     if add_note is not None:
         add_note(note)
     logger.error("%s: %s", note, exc)
-
-
-async def _aiter(
-    messages: Iterable[MessageInput] | AsyncIterable[MessageInput],
-) -> AsyncGenerator[MessageInput, None]:
-    if isinstance(messages, AsyncIterable):
-        async for item in messages:
-            yield item
-    else:
-        for item in messages:
-            yield item
 
 
 def _abort(track: _SendTrack) -> None:
